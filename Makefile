@@ -1,0 +1,54 @@
+# One command each: `make run` (the worker on embedded defaults) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= .data
+export DAGSTER_HOME ?= $(abspath $(DATA))/dagster_home
+
+.PHONY: install run test test-fast lint typecheck lock redis clean
+
+install: $(VENV)/.installed render_assets_tests/node/node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The lock pins every package, transitive ones included, so installs a month apart agree.
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+render_assets_tests/node/node_modules/.installed: render_assets_tests/node/package-lock.json
+	cd render_assets_tests/node && npm ci --silent --no-audit --no-fund
+	touch $@
+
+# Regenerate requirements.lock from a fresh resolve of pyproject.toml (then review the diff).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip && .lock-venv/bin/pip install --quiet -e '.[dev]'
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^render.assets' > requirements.lock
+	rm -rf .lock-venv
+
+redis:
+	@redis-cli -u $${REDIS_URL:-redis://127.0.0.1:6379/0} ping >/dev/null 2>&1 || \
+		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+
+# The worker on embedded defaults: Redis, SQLite and local files under .data/, the local provider.
+# The Dagster UI is at http://127.0.0.1:3000 with the example jobs materializing.
+run: install redis
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/render-assets db upgrade
+	$(BIN)/render-assets enqueue examples/*.json
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+test: install redis
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+lint: install
+	$(BIN)/ruff check render_assets render_assets_tests
+	$(BIN)/ruff format --check render_assets render_assets_tests
+
+typecheck: install
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(DATA) .pytest_cache .mypy_cache .ruff_cache

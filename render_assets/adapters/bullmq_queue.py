@@ -1,0 +1,177 @@
+"""BullMQ on Redis, through BullMQ's Python port, in manual-processing mode.
+
+The port is asyncio-only while Dagster code is synchronous, so each call runs on its own short
+event loop with its own connection: claims and completions are rare enough (a few per render)
+that the connection set-up (about a millisecond on loopback) does not matter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from bullmq import Job, Queue, UnrecoverableError, Worker
+
+T = TypeVar("T")
+
+JOB_NAME = "render"
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    job_id: str
+    name: str
+    data: Any
+    attempts_made: int
+    attempts_started: int
+    max_attempts: int
+    token: str
+    enqueued_at_ms: int
+
+    @property
+    def run_attempt_key(self) -> str:
+        """`<attemptsMade>`, plus the delivery count when BullMQ redelivered a stalled job, so a
+        redelivery gets a run key of its own instead of colliding with the lost run's."""
+        redeliveries = self.attempts_started - self.attempts_made - 1
+        return f"{self.attempts_made}" if redeliveries <= 0 else f"{self.attempts_made}.r{redeliveries}"
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """Enough to act on a claimed job from another process: its id and our lock token."""
+
+    job_id: str
+    token: str
+
+
+class BullQueue:
+    def __init__(self, redis_url: str, queue_name: str, lock_duration_ms: int, stalled_interval_ms: int = 30_000):
+        self.redis_url = redis_url
+        self.queue_name = queue_name
+        self.lock_duration_ms = lock_duration_ms
+        self.stalled_interval_ms = stalled_interval_ms
+
+    def _run(self, make: Callable[[], Awaitable[T]]) -> T:
+        return asyncio.run(_as_coroutine(make))
+
+    def _worker(self) -> Worker:
+        return Worker(
+            self.queue_name,
+            None,  # manual processing: no processor
+            {
+                "connection": self.redis_url,
+                "autorun": False,
+                "lockDuration": self.lock_duration_ms,
+                "stalledInterval": self.stalled_interval_ms,
+            },
+        )
+
+    def _queue(self) -> Queue:
+        return Queue(self.queue_name, {"connection": self.redis_url})
+
+    def claim(self, max_jobs: int) -> list[ClaimedJob]:
+        """Move up to `max_jobs` jobs to active under fresh lock tokens, in BullMQ's priority order.
+
+        Stalled jobs (active with an expired lock, e.g. a claim whose process died) go back to
+        waiting first, so they are claimed again rather than lost.
+        """
+
+        async def claim() -> list[ClaimedJob]:
+            worker = self._worker()
+            try:
+                await worker.runStalledJobsCheck()
+                claimed = []
+                for _ in range(max_jobs):
+                    token = f"render-assets:{uuid.uuid4().hex}"
+                    job = await worker.getNextJob(token)
+                    if job is None:
+                        break
+                    claimed.append(_claimed(job, token))
+                return claimed
+            finally:
+                await worker.close()
+
+        return self._run(claim) if max_jobs > 0 else []
+
+    async def _with_job(self, job_id: str, action: Callable[[Job], Awaitable[T]]) -> T | None:
+        queue = self._queue()
+        try:
+            job = await Job.fromId(queue, job_id)
+            return None if job is None else await action(job)
+        finally:
+            await queue.close()
+
+    def complete(self, ref: JobRef, result: dict[str, Any]) -> None:
+        self._run(lambda: self._with_job(ref.job_id, lambda job: job.moveToCompleted(result, ref.token)))
+
+    def fail(self, ref: JobRef, reason: str, *, retryable: bool) -> None:
+        """Fail the attempt; BullMQ schedules the next one while attempts remain and `retryable`."""
+        error: Exception = Exception(reason) if retryable else UnrecoverableError(reason)
+        self._run(lambda: self._with_job(ref.job_id, lambda job: job.moveToFailed(error, ref.token)))
+
+    def release(self, ref: JobRef, delay_ms: int = 1_000) -> None:
+        """Give a claimed job back without spending an attempt (we could not record the claim)."""
+        until = int(time.time() * 1000) + delay_ms
+        self._run(lambda: self._with_job(ref.job_id, lambda job: job.moveToDelayed(until, ref.token)))
+
+    def report_progress(self, ref: JobRef, progress: dict[str, Any]) -> None:
+        """Publish progress (BullMQ emits it on QueueEvents) and keep our lock alive."""
+
+        async def report() -> None:
+            worker = self._worker()
+            try:
+                await worker.backend.extendLock(ref.job_id, ref.token, self.lock_duration_ms)
+                await worker.backend.updateProgress(ref.job_id, progress)
+            finally:
+                await worker.close()
+
+        self._run(report)
+
+    def add(self, data: dict[str, Any], opts: dict[str, Any]) -> str:
+        async def add() -> str:
+            queue = self._queue()
+            try:
+                job = await queue.add(JOB_NAME, data, opts)
+                return str(job.id)
+            finally:
+                await queue.close()
+
+        return self._run(add)
+
+    def state(self, job_id: str) -> str | None:
+        async def state() -> str | None:
+            queue = self._queue()
+            try:
+                job = await Job.fromId(queue, job_id)
+                return None if job is None else str(await job.getState())
+            finally:
+                await queue.close()
+
+        return self._run(state)
+
+
+async def _as_coroutine(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()
+
+
+def _claimed(job: Job, token: str) -> ClaimedJob:
+    return ClaimedJob(
+        job_id=str(job.id),
+        name=str(job.name),
+        data=job.data,
+        attempts_made=int(job.attemptsMade or 0),
+        attempts_started=int(getattr(job, "attemptsStarted", 0) or 0),
+        max_attempts=int(job.opts.get("attempts") or 1),
+        token=token,
+        enqueued_at_ms=int(job.timestamp or 0),
+    )
+
+
+def decode_payload(data: Any) -> Any:
+    """BullMQ's port decodes job data already; a producer that double-encoded gets decoded once more."""
+    return json.loads(data) if isinstance(data, str) else data

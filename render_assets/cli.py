@@ -1,0 +1,166 @@
+"""`render-assets`: enqueue jobs as the web app does, inspect renders and credits, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from render_assets import config
+from render_assets.adapters.bullmq_queue import BullQueue
+from render_assets.domain import ledger, renders
+from render_assets.domain.database import Database
+from render_assets.domain.payload import InvalidJob, parse_job
+from render_assets.domain.queue_contract import job_options
+
+
+def _database() -> Database:
+    return Database(config.database_url())
+
+
+def _queue() -> BullQueue:
+    return BullQueue(
+        config.REDIS_URL.value() or "",
+        config.RENDER_QUEUE_NAME.value() or "",
+        int(config.number(config.RENDER_LOCK_DURATION_S) * 1000),
+    )
+
+
+def _print(value: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(value, indent=2, default=str))
+    else:
+        for key, item in value.items():
+            print(f"{key}: {item}")
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    queue = _queue()
+    status = 0
+    for path in args.files:
+        data = json.loads(Path(path).read_text())
+        try:
+            job = parse_job(data)
+        except InvalidJob as error:
+            if not args.raw:
+                print(f"{path}: {error}", file=sys.stderr)
+                status = 1
+                continue
+            options: dict[str, Any] = {"attempts": 3}
+        else:
+            options = job_options(job)
+        print(queue.add(data, options))
+    return status
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _database().session() as session:
+        row = renders.get(session, args.render_id)
+        if row is None:
+            print(f"no render {args.render_id}", file=sys.stderr)
+            return 1
+        status = {
+            "renderId": row.id,
+            "status": row.status,
+            "stage": row.stage,
+            "progress": row.progress,
+            "message": row.message,
+            "error": row.error,
+            "imageUrl": row.image_url,
+            "thumbnailUrl": row.thumbnail_url,
+            "creditCost": row.credit_cost,
+            "bullJobId": row.bull_job_id,
+            "attempt": row.claim_attempt,
+            "createdAt": row.created_at,
+            "completedAt": row.completed_at,
+            "result": row.result,
+        }
+    _print(status, args.json)
+    return 0
+
+
+def cmd_credits_show(args: argparse.Namespace) -> int:
+    with _database().session() as session:
+        from render_assets.domain.models import Organization
+
+        organization = session.get(Organization, args.organization)
+        if organization is None:
+            print(f"no organization {args.organization}", file=sys.stderr)
+            return 1
+        shown = {
+            "organizationId": organization.id,
+            "balance": organization.credit_balance,
+            "transactions": [
+                {
+                    "kind": row.kind,
+                    "amount": row.amount,
+                    "balanceAfter": row.balance_after,
+                    "renderId": row.render_id,
+                    "at": row.created_at,
+                }
+                for row in ledger.history(session, organization.id)
+            ],
+        }
+    _print(shown, args.json)
+    return 0
+
+
+def cmd_credits_grant(args: argparse.Namespace) -> int:
+    with _database().session() as session:
+        entry = ledger.grant(
+            session,
+            organization_id=args.organization,
+            amount=args.amount,
+            initial_credits=int(config.number(config.RENDER_DEFAULT_CREDITS)),
+        )
+    print(f"{args.organization}: +{entry.amount}, balance {entry.balance_after}")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from render_assets.migrations import upgrade
+
+    config.data_dir().mkdir(parents=True, exist_ok=True)
+    upgrade(config.database_url())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="render-assets", description=__doc__)
+    commands = root.add_subparsers(required=True, metavar="COMMAND")
+
+    enqueue = commands.add_parser("enqueue", help="add render jobs from JSON files, as the web app does")
+    enqueue.add_argument("files", nargs="+", metavar="FILE.json")
+    enqueue.add_argument("--raw", action="store_true", help="enqueue even payloads that fail validation")
+    enqueue.set_defaults(run=cmd_enqueue)
+
+    status = commands.add_parser("status", help="a render's status")
+    status.add_argument("render_id")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(run=cmd_status)
+
+    credits = commands.add_parser("credits", help="organizations' credits").add_subparsers(required=True)
+    show = credits.add_parser("show", help="balance and recent transactions")
+    show.add_argument("organization")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=cmd_credits_show)
+    grant = credits.add_parser("grant", help="add credits")
+    grant.add_argument("organization")
+    grant.add_argument("amount", type=int)
+    grant.set_defaults(run=cmd_credits_grant)
+
+    database = commands.add_parser("db", help="database schema").add_subparsers(required=True)
+    database.add_parser("upgrade", help="apply migrations").set_defaults(run=cmd_db_upgrade)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

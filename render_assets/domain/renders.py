@@ -1,0 +1,144 @@
+"""The `renders` table: one row per render, holding its payload (the source of truth), its
+current BullMQ claim, its progress and its outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from render_assets.domain.models import Render, RenderStatus, utcnow
+from render_assets.domain.payload import RenderJob
+from render_assets.domain.pricing import render_cost
+from render_assets.domain.progress import Progress, Stage, progress_for
+
+
+class ClaimVerdict(StrEnum):
+    RUN = "run"  # start (or restart) a run for this claim
+    ALREADY_DELIVERED = "already_delivered"  # complete the job with the stored result
+    REFUSED = "refused"  # fail the job: the render id is taken by another job or already failed
+
+
+@dataclass(frozen=True)
+class ClaimDecision:
+    verdict: ClaimVerdict
+    reason: str = ""
+    result: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class BullClaim:
+    job_id: str
+    attempt: int
+    max_attempts: int
+    token: str
+    run_key: str
+
+
+def get(session: Session, render_id: str) -> Render | None:
+    return session.get(Render, render_id)
+
+
+def require(session: Session, render_id: str) -> Render:
+    render = session.get(Render, render_id)
+    if render is None:
+        raise LookupError(f"render {render_id} has no row in the renders table")
+    return render
+
+
+def record_claim(session: Session, job: RenderJob, claim: BullClaim) -> ClaimDecision:
+    """Record that a BullMQ job for this render is ours now, unless the render id is spoken for."""
+    render = session.execute(select(Render).where(Render.id == job.renderId).with_for_update()).scalar_one_or_none()
+    if render is not None:
+        if render.status == RenderStatus.COMPLETED:
+            return ClaimDecision(ClaimVerdict.ALREADY_DELIVERED, result=render.result)
+        if render.bull_job_id != claim.job_id:
+            if render.status == RenderStatus.FAILED:
+                reason = f"render {job.renderId} already failed; enqueue it under a new renderId to try again"
+            else:
+                reason = f"render {job.renderId} is already being processed by job {render.bull_job_id}"
+            return ClaimDecision(ClaimVerdict.REFUSED, reason=reason)
+    else:
+        render = Render(id=job.renderId, created_at=utcnow())
+        session.add(render)
+    claimed = progress_for(Stage.CLAIMED)
+    render.organization_id = job.organizationId
+    render.project_id = job.projectId
+    render.user_id = job.userId
+    render.payload = job.model_dump(mode="json")
+    render.credit_cost = render_cost(job.settings)
+    render.status = RenderStatus.CLAIMED
+    render.stage = claimed.stage
+    render.progress = claimed.percent
+    render.message = claimed.message
+    render.bull_job_id = claim.job_id
+    render.claim_attempt = claim.attempt
+    render.max_attempts = claim.max_attempts
+    render.claim_token = claim.token
+    render.run_key = claim.run_key
+    render.error = None
+    return ClaimDecision(ClaimVerdict.RUN)
+
+
+def pending_claims(session: Session) -> list[Render]:
+    """Claims whose run has not started yet: a tick may have failed before its run was created."""
+    return list(session.execute(select(Render).where(Render.status == RenderStatus.CLAIMED)).scalars())
+
+
+def mark_processing(session: Session, render_id: str) -> Render:
+    render = require(session, render_id)
+    if render.status in (RenderStatus.CLAIMED, RenderStatus.RETRYING, RenderStatus.FAILED):
+        render.status = RenderStatus.PROCESSING
+        render.started_at = render.started_at or utcnow()
+    return render
+
+
+def record_progress(session: Session, render_id: str, progress: Progress) -> bool:
+    """Move the row's progress forward; never backwards. Returns whether it moved."""
+    moved = session.execute(
+        update(Render)
+        .where(Render.id == render_id, Render.progress <= progress.percent)
+        .values(progress=progress.percent, stage=progress.stage, message=progress.message, updated_at=utcnow())
+    )
+    return bool(getattr(moved, "rowcount", 0))
+
+
+def mark_completed(
+    session: Session,
+    render_id: str,
+    *,
+    result: dict[str, Any],
+    image_url: str,
+    thumbnail_url: str,
+    prompt_hash: str,
+) -> None:
+    render = require(session, render_id)
+    done = progress_for(Stage.COMPLETED)
+    render.status = RenderStatus.COMPLETED
+    render.stage, render.progress, render.message = done.stage, done.percent, done.message
+    render.result = result
+    render.image_url = image_url
+    render.thumbnail_url = thumbnail_url
+    render.prompt_hash = prompt_hash
+    render.error = None
+    render.claim_token = None
+    render.completed_at = utcnow()
+
+
+def is_last_attempt(render: Render) -> bool:
+    return (render.claim_attempt or 0) + 1 >= (render.max_attempts or 1)
+
+
+def mark_failed(session: Session, render_id: str, *, reason: str, final: bool) -> Render:
+    render = require(session, render_id)
+    render.status = RenderStatus.FAILED if final else RenderStatus.RETRYING
+    render.stage = Stage.FAILED.value
+    render.message = "Render failed" if final else "Attempt failed; retrying"
+    render.error = reason
+    render.claim_token = None
+    if final:
+        render.completed_at = utcnow()
+    return render

@@ -1,0 +1,1 @@
+"""Image providers behind one interface; no Dagster imports here."""

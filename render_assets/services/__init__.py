@@ -1,0 +1,1 @@
+"""What the pipeline does at each point (claim, run a stage, settle), free of Dagster."""

@@ -1,0 +1,99 @@
+"""Claiming BullMQ jobs for runs: validate, record the claim, and say which runs to start.
+
+A claim is written to the renders row before any run is requested, so a sensor tick that fails
+after claiming loses nothing: the next tick finds the row still `claimed` and requests the same
+run key again (Dagster starts one run per key). A job whose claim cannot be recorded is handed
+back to BullMQ; one whose process dies first is returned by BullMQ's stalled-job check when its
+lock expires.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from render_assets.adapters.bullmq_queue import JOB_NAME, BullQueue, ClaimedJob, JobRef, decode_payload
+from render_assets.domain import renders
+from render_assets.domain.database import Database
+from render_assets.domain.payload import InvalidJob, parse_job
+from render_assets.domain.renders import BullClaim, ClaimVerdict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunToStart:
+    render_id: str
+    run_key: str
+    bull_job_id: str
+
+
+@dataclass
+class TickOutcome:
+    runs: list[RunToStart] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)  # BullMQ job id → reason
+    handed_back: list[str] = field(default_factory=list)
+
+
+def run_key_for(render_id: str, claimed: ClaimedJob) -> str:
+    return f"{render_id}:{claimed.job_id}:{claimed.run_attempt_key}"
+
+
+def pending_runs(database: Database) -> list[RunToStart]:
+    with database.session() as session:
+        return [
+            RunToStart(render_id=row.id, run_key=row.run_key, bull_job_id=row.bull_job_id)
+            for row in renders.pending_claims(session)
+            if row.run_key and row.bull_job_id
+        ]
+
+
+def claim_jobs(database: Database, queue: BullQueue, max_jobs: int) -> TickOutcome:
+    outcome = TickOutcome()
+    for claimed in queue.claim(max_jobs):
+        ref = JobRef(claimed.job_id, claimed.token)
+        try:
+            _admit(database, queue, claimed, ref, outcome)
+        except Exception:
+            # Could not record the claim (database down?): give the job back without spending
+            # an attempt. If even that fails, the lock expires and BullMQ returns the job.
+            log.exception("could not record the claim of job %s; handing it back", claimed.job_id)
+            try:
+                queue.release(ref)
+                outcome.handed_back.append(claimed.job_id)
+            except Exception:
+                log.exception("could not hand job %s back; its lock will expire", claimed.job_id)
+    return outcome
+
+
+def _admit(database: Database, queue: BullQueue, claimed: ClaimedJob, ref: JobRef, outcome: TickOutcome) -> None:
+    if claimed.name != JOB_NAME:
+        _reject(queue, ref, outcome, f"unknown job name {claimed.name!r}; this worker handles {JOB_NAME!r}")
+        return
+    try:
+        job = parse_job(decode_payload(claimed.data))
+    except InvalidJob as error:
+        _reject(queue, ref, outcome, str(error))
+        return
+    run_key = run_key_for(job.renderId, claimed)
+    claim = BullClaim(
+        job_id=claimed.job_id,
+        attempt=claimed.attempts_made,
+        max_attempts=claimed.max_attempts,
+        token=claimed.token,
+        run_key=run_key,
+    )
+    with database.session() as session:
+        decision = renders.record_claim(session, job, claim)
+    if decision.verdict is ClaimVerdict.RUN:
+        outcome.runs.append(RunToStart(render_id=job.renderId, run_key=run_key, bull_job_id=claimed.job_id))
+    elif decision.verdict is ClaimVerdict.ALREADY_DELIVERED:
+        queue.complete(ref, decision.result or {})
+    else:
+        _reject(queue, ref, outcome, decision.reason)
+
+
+def _reject(queue: BullQueue, ref: JobRef, outcome: TickOutcome, reason: str) -> None:
+    queue.fail(ref, reason, retryable=False)
+    outcome.rejected[ref.job_id] = reason
+    log.warning("rejected job %s: %s", ref.job_id, reason)

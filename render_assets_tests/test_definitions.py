@@ -1,0 +1,45 @@
+"""The code location loads as the daemon and the UI load it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from dagster import AssetKey, DefaultSensorStatus
+
+from render_assets.definitions import defs
+
+
+def test_the_render_job_materializes_the_four_assets_in_order() -> None:
+    job = defs.resolve_job_def("render_job")
+    assert job.partitions_def is not None and job.partitions_def.name == "render_jobs"  # type: ignore[attr-defined]
+    graph = defs.resolve_asset_graph()
+    upstream = {
+        key.path[-1]: {parent.path[-1] for parent in graph.get(key).parent_keys} for key in graph.get_all_asset_keys()
+    }
+    assert upstream == {
+        "render_prompt": set(),
+        "raw_render": {"render_prompt"},
+        "qa_verdict": {"raw_render"},
+        "cdn_image": {"raw_render", "qa_verdict", "render_prompt"},
+    }
+    assert {hook.name for hook in job.hook_defs} == {"settle_failed_render"}
+    assert job.executor_def.name == "in_process"
+    assert AssetKey("cdn_image") in graph.get_all_asset_keys()
+
+
+def test_the_queue_sensor_runs_without_a_click_in_the_ui() -> None:
+    sensor = defs.resolve_sensor_def("render_job_sensor")
+    assert sensor.default_status == DefaultSensorStatus.RUNNING
+    assert sensor.job_name == "render_job"
+
+
+def test_the_code_location_imports_no_provider_or_cloud_sdk() -> None:
+    """Heavy SDKs are imported where used, so the code server and each run start fast."""
+    probe = (
+        "import sys, render_assets.definitions; "
+        "print(','.join(m for m in ('openai', 'google.cloud.aiplatform', 'dagster_gcp', 'google.cloud.storage')"
+        " if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == ""
