@@ -15,7 +15,8 @@ from render_assets.resources import (
     ProvidersResource,
     RenderQueueResource,
 )
-from render_assets.services import stages
+from render_assets.services import delivery, generation, prompting, quality
+from render_assets.services.failures import RenderFailed
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.run_context import RenderRun, load_run
 
@@ -37,7 +38,7 @@ def _publisher(database: DatabaseResource, queue: RenderQueueResource) -> Progre
     return ProgressPublisher(database.get(), queue.get())
 
 
-def _failure(error: stages.RenderFailed) -> Failure:
+def _failure(error: RenderFailed) -> Failure:
     # allow_retries=False skips the step's retry policy; the failure hook then settles the render,
     # and `permanent` tells it whether BullMQ may still try another attempt.
     return Failure(description=error.reason, allow_retries=error.retry_step, metadata={"permanent": error.permanent})
@@ -50,10 +51,10 @@ def render_prompt(
     """The design annotations as a prompt; charges the render's credits when a BullMQ job asked for it."""
     run = _render_run(context, database)
     try:
-        built = stages.prepare_prompt(
+        built = prompting.prepare_prompt(
             run, database.get(), _publisher(database, queue), initial_credits=database.initial_credits
         )
-    except stages.RenderFailed as error:
+    except RenderFailed as error:
         raise _failure(error) from None
     context.add_output_metadata(
         {
@@ -78,8 +79,8 @@ def raw_render(
     """The image from the first provider that delivers, at the requested resolution."""
     run = _render_run(context, database)
     try:
-        generated = stages.generate(run, providers.get(), _publisher(database, queue), BuiltPrompt(**render_prompt))
-    except stages.RenderFailed as error:
+        generated = generation.generate(run, providers.get(), _publisher(database, queue), BuiltPrompt(**render_prompt))
+    except RenderFailed as error:
         raise _failure(error) from None
     context.add_output_metadata(
         {
@@ -101,8 +102,8 @@ def qa_verdict(
     """Checks that the image is the requested size and not blank; a failing image fails the run."""
     run = _render_run(context, database)
     try:
-        verdict = stages.check_quality(run, _publisher(database, queue), raw_render)
-    except stages.RenderFailed as error:
+        verdict = quality.check_quality(run, _publisher(database, queue), raw_render)
+    except RenderFailed as error:
         raise _failure(error) from None
     context.add_output_metadata({"verdict": verdict.verdict, "contrast": verdict.contrast})
     return dataclasses.asdict(verdict)
@@ -120,7 +121,7 @@ def cdn_image(
 ) -> dict[str, Any]:
     """The delivered image and thumbnail in storage, the renders row completed, the BullMQ job done."""
     run = _render_run(context, database)
-    delivery = stages.deliver(
+    delivered = delivery.deliver(
         run,
         database.get(),
         storage.get(),
@@ -129,7 +130,7 @@ def cdn_image(
         raw_render,
         prompt_hash=render_prompt["sha256"],
     )
-    result = delivery.result
+    result = delivered.result
     context.add_output_metadata(
         {
             "image_url": MetadataValue.url(result["imageUrl"]),

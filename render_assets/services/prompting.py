@@ -1,0 +1,36 @@
+"""Stage 1: charge the render and build its prompt."""
+
+from __future__ import annotations
+
+from render_assets.domain import ledger, renders
+from render_assets.domain.database import Database
+from render_assets.domain.progress import Stage
+from render_assets.domain.prompt import BuiltPrompt, build_prompt
+from render_assets.services.failures import RenderFailed
+from render_assets.services.progress import ProgressPublisher
+from render_assets.services.run_context import RenderRun
+
+
+def prepare_prompt(
+    run: RenderRun, database: Database, progress: ProgressPublisher, *, initial_credits: int
+) -> BuiltPrompt:
+    """Charge the render (only runs that hold a BullMQ claim charge), then build its prompt."""
+    with database.session() as session:
+        renders.mark_processing(session, run.render_id)
+        cost = renders.require(session, run.render_id).credit_cost
+    if run.bull is not None:
+        try:
+            with database.session() as session:
+                ledger.charge(
+                    session,
+                    render_id=run.render_id,
+                    organization_id=run.job.organizationId,
+                    cost=cost,
+                    initial_credits=initial_credits,
+                )
+        except ledger.InsufficientCredits as error:
+            raise RenderFailed(str(error), permanent=True) from None
+        progress.publish(run.render_id, run.bull, Stage.CHARGED)
+    built = build_prompt(run.job)
+    progress.publish(run.render_id, run.bull, Stage.PROMPT_READY)
+    return built
