@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= .data
 export DAGSTER_HOME ?= $(abspath $(DATA))/dagster_home
 
-.PHONY: install run test test-fast lint typecheck lock redis clean
+.PHONY: install run test test-fast lint typecheck lock redis clean bench-delivery
 
 install: $(VENV)/.installed render_assets_tests/node/node_modules/.installed
 
@@ -32,20 +32,31 @@ redis:
 		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
 
 # The worker on embedded defaults: Redis, SQLite and local files under .data/, the local provider.
-# The Dagster UI is at http://127.0.0.1:3000 with the example jobs materializing.
+# The Dagster UI is at http://127.0.0.1:3000 with the example jobs materializing; the progress
+# server (live progress over SSE, the demo page) at http://127.0.0.1:8000 stops with it.
 run: install redis
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/render-assets db upgrade
 	$(BIN)/render-assets enqueue examples/*.json
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/render-assets serve --host 127.0.0.1 --port 8000 & server=$$!; trap "kill $$server 2>/dev/null" EXIT; $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# Two parts: the fast tests on two workers, then the end-to-end tests in one process, where
+# they share one Dagster daemon (pytest-xdist's grouping cannot be relied on for that).
 test: install redis
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 -m "not e2e"
+	$(BIN)/pytest -m e2e
 
 lint: install
 	$(BIN)/ruff check render_assets render_assets_tests
 	$(BIN)/ruff format --check render_assets render_assets_tests
+
+# Time and peak memory of delivering a 4096x4096 render (variants + upload), local and GCS emulator.
+bench-delivery: install
+	$(BIN)/python -m render_assets.bench.delivery
+bench-phash: install ; $(BIN)/python -m render_assets.bench.phash_lookup  # lookup p50/p95 at 10k, 100k, 1M hashes (PostgreSQL)
+bench-progress: install ; $(BIN)/python -m render_assets.bench.progress_events  # publisher cost; SSE fan-out to 1/50/200 clients
+bench: install redis ; $(BIN)/render-assets bench $(BENCH_ARGS)  # the real stack under the issue's scenarios, one JSON document (BENCH_ARGS=--quick for a smoke run)
 
 typecheck: install
 	$(BIN)/mypy

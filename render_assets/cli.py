@@ -11,6 +11,9 @@ from typing import Any
 
 from render_assets import config
 from render_assets.adapters.bullmq_queue import BullQueue
+from render_assets.bench.stack_bench import add_bench_command
+from render_assets.cli_review import add_review_command
+from render_assets.cli_stats import add_stats_command
 from render_assets.domain import ledger, renders
 from render_assets.domain.database import Database
 from render_assets.domain.payload import InvalidJob, parse_job
@@ -120,11 +123,48 @@ def cmd_credits_grant(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_credits_audit(args: argparse.Namespace) -> int:
+    from render_assets.services.audit import audit
+
+    with _database().session() as session:
+        mismatches = audit(session)
+    if args.json:
+        print(json.dumps({"mismatches": [mismatch.as_dict() for mismatch in mismatches]}, indent=2))
+    else:
+        for mismatch in mismatches:
+            print(f"{mismatch.render_id} ({mismatch.status}): {mismatch.problem}")
+        print(f"{len(mismatches)} mismatch(es)")
+    return 1 if mismatches else 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from render_assets.migrations import upgrade
 
     config.data_dir().mkdir(parents=True, exist_ok=True)
     upgrade(config.database_url())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    # Imported here: the web stack is needed by this command only.
+    from render_assets.web.server import serve
+    from render_assets.web.settings import WebSettings
+
+    settings = WebSettings(
+        redis_url=config.REDIS_URL.value() or "",
+        queue_name=config.RENDER_QUEUE_NAME.value() or "",
+        database_url=config.database_url(),
+        lock_duration_ms=int(config.number(config.RENDER_LOCK_DURATION_S) * 1000),
+        events_prefix=config.RENDER_EVENTS_PREFIX.value() or "",
+        sse_secret=config.RENDER_SSE_SECRET.value(),
+        keepalive_s=config.number(config.RENDER_SSE_KEEPALIVE_S),
+        cors_origins=tuple(
+            origin.strip() for origin in (config.RENDER_SSE_CORS_ORIGINS.value() or "").split(",") if origin.strip()
+        ),
+        storage_url=config.storage_url(),
+        examples_dir=Path(args.examples),
+    )
+    serve(settings, host=args.host, port=args.port)
     return 0
 
 
@@ -151,6 +191,19 @@ def parser() -> argparse.ArgumentParser:
     grant.add_argument("organization")
     grant.add_argument("amount", type=int)
     grant.set_defaults(run=cmd_credits_grant)
+    audit = credits.add_parser("audit", help="check one charge per delivered render, one refund per failure")
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(run=cmd_credits_audit)
+
+    serve = commands.add_parser("serve", help="the progress server: SSE, status, demo page, health, metrics")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--examples", default="examples", help="folder of example jobs the demo page offers")
+    serve.set_defaults(run=cmd_serve)
+
+    add_stats_command(commands)
+    add_review_command(commands)
+    add_bench_command(commands)
 
     database = commands.add_parser("db", help="database schema").add_subparsers(required=True)
     database.add_parser("upgrade", help="apply migrations").set_defaults(run=cmd_db_upgrade)

@@ -10,8 +10,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster import EnvVar
-
 
 @dataclass(frozen=True)
 class Variable:
@@ -25,6 +23,8 @@ class Variable:
 
     def resource_value(self) -> str | None:
         """What a resource field gets: the variable itself (an `EnvVar`) when set, else the default."""
+        from dagster import EnvVar  # here, so the CLI and the web server start without Dagster
+
         return EnvVar(self.name) if os.environ.get(self.name) else self.default
 
     def required_resource_value(self) -> str:
@@ -48,14 +48,73 @@ RENDER_STORAGE_URL = Variable(
     "RENDER_STORAGE_URL", None, "file:///path or gs://bucket/prefix; default: file://$RENDER_DATA_DIR/storage"
 )
 CDN_BASE_URL = Variable("CDN_BASE_URL", None, "Public base URL of delivered images (CDN in front of the bucket)")
+RENDER_FILES_BASE_URL = Variable(
+    "RENDER_FILES_BASE_URL", None, "Base URL serving file:// storage over HTTP (the progress server's /files)"
+)
+RENDER_STORAGE_PRIVATE = Variable("RENDER_STORAGE_PRIVATE", "false", "true: the bucket is private; URLs are V4 signed")
+RENDER_SIGNED_URL_TTL_S = Variable("RENDER_SIGNED_URL_TTL_S", "86400", "Lifetime of signed URLs (at most 604800)")
+RENDER_STORAGE_RETRY_S = Variable("RENDER_STORAGE_RETRY_S", "120", "Seconds a storage request is retried with backoff")
 GOOGLE_CLOUD_PROJECT = Variable("GOOGLE_CLOUD_PROJECT", None, "Google Cloud project (storage and providers)")
 RENDER_PROVIDERS = Variable("RENDER_PROVIDERS", "local", "Ordered, comma-separated image providers")
 LOCAL_PROVIDER_LATENCY_S = Variable("LOCAL_PROVIDER_LATENCY_S", "0", "Simulated latency of the local provider")
+GOOGLE_CLOUD_REGION = Variable(
+    "GOOGLE_CLOUD_REGION", "global", "Vertex AI location of the google provider (Imagen needs a region)"
+)
+GOOGLE_IMAGE_MODEL = Variable("GOOGLE_IMAGE_MODEL", "gemini-3.1-flash-image", "Vertex AI image model id")
+GOOGLE_IMAGE_ROUTE = Variable("GOOGLE_IMAGE_ROUTE", "gemini", "gemini (generateContent) or imagen (legacy predict)")
+GOOGLE_UPSCALE_MODEL = Variable("GOOGLE_UPSCALE_MODEL", None, "Imagen upscaler model id; unset: local resample")
+GOOGLE_API_ENDPOINT = Variable("GOOGLE_API_ENDPOINT", None, "Vertex AI endpoint override (http://… = a local fake)")
+GOOGLE_IMAGE_TIMEOUT_S = Variable("GOOGLE_IMAGE_TIMEOUT_S", "60", "Seconds one google provider call may take")
+OPENAI_API_KEY = Variable("OPENAI_API_KEY", None, "OpenAI API key of the openai provider", secret=True)
+OPENAI_IMAGE_MODEL = Variable("OPENAI_IMAGE_MODEL", "gpt-image-2", "OpenAI image model id")
+OPENAI_BASE_URL = Variable("OPENAI_BASE_URL", None, "OpenAI API base URL override")
+OPENAI_IMAGE_TIMEOUT_S = Variable("OPENAI_IMAGE_TIMEOUT_S", "90", "Seconds one openai provider call may take")
+RENDER_JOB_DEADLINE_S = Variable(
+    "RENDER_JOB_DEADLINE_S", "120", "Seconds image generation may take per run, all retries and failovers included"
+)
+RENDER_BREAKER_FAILURES = Variable("RENDER_BREAKER_FAILURES", "3", "Consecutive failures that open a breaker")
+RENDER_BREAKER_WINDOW_S = Variable("RENDER_BREAKER_WINDOW_S", "60", "Window in which those failures must fall")
+RENDER_BREAKER_COOLDOWN_S = Variable("RENDER_BREAKER_COOLDOWN_S", "30", "Seconds a breaker stays open before a probe")
 RENDER_DEFAULT_CREDITS = Variable("RENDER_DEFAULT_CREDITS", "100", "Credits of an organization seen first")
-RENDER_LOCK_DURATION_S = Variable("RENDER_LOCK_DURATION_S", "300", "BullMQ lock per claim, renewed at each stage")
-RENDER_SENSOR_INTERVAL_S = Variable("RENDER_SENSOR_INTERVAL_S", "2", "Seconds between queue sensor ticks")
+RENDER_LOCK_DURATION_S = Variable("RENDER_LOCK_DURATION_S", "60", "BullMQ lock per claim, renewed by heartbeats")
+RENDER_HEARTBEAT_S = Variable("RENDER_HEARTBEAT_S", "5", "Seconds between a run's heartbeats (liveness lasts 3 beats)")
+RENDER_RECONCILE_INTERVAL_S = Variable("RENDER_RECONCILE_INTERVAL_S", "30", "Seconds between reconciliation ticks")
+RENDER_CLAIM_GRACE_S = Variable("RENDER_CLAIM_GRACE_S", "120", "How long a claim may wait for its run to start")
+RENDER_SENSOR_INTERVAL_S = Variable(
+    "RENDER_SENSOR_INTERVAL_S",
+    "5",
+    "Seconds between queue sensor ticks (Dagster's sensor daemon loops every 5 s at best)",
+)
 RENDER_MAX_CONCURRENT_RUNS = Variable(
     "RENDER_MAX_CONCURRENT_RUNS", "4", "Run slots when the instance has no run queue limit of its own"
+)
+RENDER_EVENTS_PREFIX = Variable("RENDER_EVENTS_PREFIX", "render-events:", "Key prefix of the per-render event streams")
+RENDER_EVENTS_MAXLEN = Variable("RENDER_EVENTS_MAXLEN", "1000", "Entries a render's event stream keeps (about)")
+RENDER_EVENTS_TTL_S = Variable("RENDER_EVENTS_TTL_S", "86400", "Seconds an event stream outlives its last event")
+RENDER_SSE_SECRET = Variable(
+    "RENDER_SSE_SECRET", None, "HMAC key of per-render tokens the progress server requires", secret=True
+)
+RENDER_SSE_KEEPALIVE_S = Variable("RENDER_SSE_KEEPALIVE_S", "15", "Seconds between SSE keep-alive comments")
+RENDER_SSE_CORS_ORIGINS = Variable(
+    "RENDER_SSE_CORS_ORIGINS", None, "Comma-separated origins whose pages may call the progress server"
+)
+
+# Observability: errors, alerts, logs.
+SENTRY_DSN = Variable("SENTRY_DSN", None, "Sentry project DSN; unset: no Sentry", secret=True)
+SENTRY_ENVIRONMENT = Variable("SENTRY_ENVIRONMENT", None, "Sentry environment name (e.g. production)")
+SENTRY_TRACES_SAMPLE_RATE = Variable("SENTRY_TRACES_SAMPLE_RATE", "1.0", "Share of runs traced (0..1)")
+SLACK_WEBHOOK_URL = Variable("SLACK_WEBHOOK_URL", None, "Slack-compatible webhook for failure alerts", secret=True)
+FAILURE_PATTERNS = Variable("FAILURE_PATTERNS", None, "JSON overriding failure-pattern windows and thresholds")
+FAILURE_MONITOR_INTERVAL_S = Variable("FAILURE_MONITOR_INTERVAL_S", "60", "Seconds between failure-pattern checks")
+LOG_FORMAT = Variable("LOG_FORMAT", "text", "text or json (one JSON object per line)")
+LOG_LEVEL = Variable("LOG_LEVEL", "INFO", "Level of the project's loggers")
+
+# Retention and benchmarking.
+RENDER_RETENTION_DAYS = Variable(
+    "RENDER_RETENTION_DAYS", "30", "Age in days after which a settled render's Dagster partition is removed"
+)
+BENCH_DATABASE_URL = Variable(
+    "BENCH_DATABASE_URL", None, "Project database of `render-assets bench`; default: temporary SQLite", secret=True
 )
 
 ALL: tuple[Variable, ...] = (
@@ -65,13 +124,50 @@ ALL: tuple[Variable, ...] = (
     RENDER_DATA_DIR,
     RENDER_STORAGE_URL,
     CDN_BASE_URL,
+    RENDER_FILES_BASE_URL,
+    RENDER_STORAGE_PRIVATE,
+    RENDER_SIGNED_URL_TTL_S,
+    RENDER_STORAGE_RETRY_S,
     GOOGLE_CLOUD_PROJECT,
     RENDER_PROVIDERS,
     LOCAL_PROVIDER_LATENCY_S,
+    GOOGLE_CLOUD_REGION,
+    GOOGLE_IMAGE_MODEL,
+    GOOGLE_IMAGE_ROUTE,
+    GOOGLE_UPSCALE_MODEL,
+    GOOGLE_API_ENDPOINT,
+    GOOGLE_IMAGE_TIMEOUT_S,
+    OPENAI_API_KEY,
+    OPENAI_IMAGE_MODEL,
+    OPENAI_BASE_URL,
+    OPENAI_IMAGE_TIMEOUT_S,
+    RENDER_JOB_DEADLINE_S,
+    RENDER_BREAKER_FAILURES,
+    RENDER_BREAKER_WINDOW_S,
+    RENDER_BREAKER_COOLDOWN_S,
     RENDER_DEFAULT_CREDITS,
     RENDER_LOCK_DURATION_S,
+    RENDER_HEARTBEAT_S,
+    RENDER_RECONCILE_INTERVAL_S,
+    RENDER_CLAIM_GRACE_S,
     RENDER_SENSOR_INTERVAL_S,
     RENDER_MAX_CONCURRENT_RUNS,
+    RENDER_EVENTS_PREFIX,
+    RENDER_EVENTS_MAXLEN,
+    RENDER_EVENTS_TTL_S,
+    RENDER_SSE_SECRET,
+    RENDER_SSE_KEEPALIVE_S,
+    RENDER_SSE_CORS_ORIGINS,
+    SENTRY_DSN,
+    SENTRY_ENVIRONMENT,
+    SENTRY_TRACES_SAMPLE_RATE,
+    SLACK_WEBHOOK_URL,
+    FAILURE_PATTERNS,
+    FAILURE_MONITOR_INTERVAL_S,
+    LOG_FORMAT,
+    LOG_LEVEL,
+    RENDER_RETENTION_DAYS,
+    BENCH_DATABASE_URL,
 )
 
 
@@ -89,3 +185,12 @@ def number(variable: Variable) -> float:
         return float(raw or 0)
     except ValueError:
         raise ValueError(f"{variable.name}={raw!r} is not a number") from None
+
+
+def flag(variable: Variable) -> bool:
+    raw = (variable.value() or "").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{variable.name}={raw!r} is not true or false")

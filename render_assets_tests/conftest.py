@@ -17,7 +17,17 @@ from render_assets.migrations import upgrade
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
-TABLES = ("credit_transactions", "renders", "organizations")
+TABLES = (
+    "credit_transactions",
+    "renders",
+    "organizations",
+    "perceptual_hashes",
+    "quality_reviews",
+    "render_failures",
+    "render_stage_timings",
+    "failure_alerts",
+    "usage_records",
+)
 
 
 def free_port() -> int:

@@ -19,6 +19,7 @@ from render_assets.domain.payload import parse_job
 from render_assets.domain.queue_contract import job_options
 from render_assets.io_managers import BlobIOManager
 from render_assets.resources import BlobStorageResource, DatabaseResource, ProvidersResource, RenderQueueResource
+from render_assets.resources.alerts import FailureAlertsResource
 from render_assets.sensors import render_job_sensor
 from render_assets_tests.conftest import REDIS_URL
 
@@ -43,12 +44,14 @@ class InProcessStack:
     @property
     def resources(self) -> dict[str, Any]:
         storage = BlobStorageResource(url=self.storage_url)
+        database = DatabaseResource(url=self.database_url, initial_credits=self.initial_credits)
         return {
-            "database": DatabaseResource(url=self.database_url, initial_credits=self.initial_credits),
-            "queue": RenderQueueResource(redis_url=REDIS_URL, queue_name=self.queue_name),
+            "database": database,
+            "queue": RenderQueueResource(redis_url=REDIS_URL, queue_name=self.queue_name, database=database),
             "providers": self.providers,
             "storage": storage,
             "io_manager": BlobIOManager(storage=storage),
+            "alerts": FailureAlertsResource(),
         }
 
     @property

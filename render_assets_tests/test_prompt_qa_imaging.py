@@ -16,7 +16,7 @@ from PIL import Image
 
 from render_assets.domain import imaging
 from render_assets.domain.payload import RenderJob, parse_job
-from render_assets.domain.prompt import build_prompt, scene_elements
+from render_assets.domain.prompt import build_prompt, scene_elements, seed_for
 from render_assets.domain.qa import check_image
 from render_assets.providers.base import GenerationRequest
 from render_assets.providers.local import LocalProvider
@@ -47,11 +47,14 @@ def test_prompt_is_deterministic() -> None:
     first, second = build_prompt(parse_job(example())), build_prompt(parse_job(json.dumps(example())))
     assert first == second
     assert first.sha256 == hashlib.sha256(first.text.encode()).hexdigest()
-    assert first.seed == int(first.sha256[:8], 16)
+    # The seed also depends on the render and the BullMQ attempt; the prompt and its hash do not.
+    assert first.seed == seed_for(first.sha256, example()["renderId"], 0)
+    retry = build_prompt(parse_job(example()), attempt=1)
+    assert (retry.text, retry.sha256) == (first.text, first.sha256) and retry.seed != first.seed
     assert "cozy backyard" in first.text
-    assert "plantings of Japanese Maple, English Lavender" in first.text
+    assert "plantings of Japanese Maple (Acer palmatum" in first.text
     assert "water features including koi pond" in first.text
-    assert "with notes: keep the oak tree" in first.text
+    assert 'Design notes: "keep the oak tree".' in first.text
     assert first.negative.startswith("text, watermark")
 
 
@@ -63,7 +66,7 @@ def test_prompt_changes_with_the_design() -> None:
 
 def test_prompt_without_annotations() -> None:
     built = build_prompt(_job([], user=""))
-    assert built.text.startswith("A photorealistic landscape design visualization, ")
+    assert built.text.startswith("A beautiful landscape design. Rendered as ")
     assert "featuring" not in built.text and "notes" not in built.text
     assert built.contributions == {"assetInstance": 0, "textLabel": 0, "mask": 0}
 
@@ -131,7 +134,7 @@ def test_contributions_count_each_kind() -> None:
     ]
     built = build_prompt(_job(annotations))
     assert built.contributions == {"assetInstance": 2, "textLabel": 1, "mask": 2}
-    assert "with notes: keep the shed, ultra detailed" in built.text
+    assert 'Design notes: "keep the shed".' in built.text
 
 
 # QA

@@ -121,20 +121,24 @@ def test_failed_render_refuses_another_job(database: Database) -> None:
 def test_progress_never_moves_backwards(database: Database) -> None:
     _record(database, _job(), _claim())
     with database.session() as session:
-        assert renders.record_progress(session, "render-1", progress_for(Stage.GENERATED))
-    with database.session() as session:
-        assert not renders.record_progress(session, "render-1", progress_for(Stage.CHARGED))
+        assert renders.record_progress(session, "render-1", progress_for(Stage.GENERATED)) == progress_for(
+            Stage.GENERATED
+        )
+    with database.session() as session:  # a retried attempt charges again: the stage moves, the bar holds
+        recorded = renders.record_progress(session, "render-1", progress_for(Stage.CHARGED))
+    assert recorded is not None and (recorded.percent, recorded.stage) == (70, "charged")
     row = _row(database)
-    assert (row.progress, row.stage, row.message) == (70, "generated", "Image generated")
+    assert (row.progress, row.stage, row.message) == (70, "charged", "Credits reserved")
     with database.session() as session:
-        assert renders.record_progress(session, "render-1", progress_for(Stage.GENERATED, message="still 70"))
-        assert renders.record_progress(session, "render-1", progress_for(Stage.UPLOADED))
+        renders.record_progress(session, "render-1", progress_for(Stage.UPLOADED))
     assert (_row(database).progress, _row(database).stage) == (95, "uploaded")
+    _record(database, _job(), _claim(attempt=1))  # BullMQ's next attempt resumes the bar too
+    assert _row(database).progress == 95
 
 
 def test_progress_of_an_unknown_render_moves_nothing(database: Database) -> None:
     with database.session() as session:
-        assert not renders.record_progress(session, "render-nobody", progress_for(Stage.CHARGED))
+        assert renders.record_progress(session, "render-nobody", progress_for(Stage.CHARGED)) is None
 
 
 def test_pending_claims_lists_only_claimed_rows(database: Database) -> None:
@@ -164,8 +168,13 @@ def test_mark_failed_not_final_is_retrying(database: Database) -> None:
     assert (row.status, row.stage, row.error) == ("retrying", "failed", "provider timed out")
     assert row.message == "Attempt failed; retrying"
     assert row.progress == 30  # kept, so the bar does not jump back
-    assert row.claim_token is None and row.completed_at is None
+    # The claim is kept until settlement has told BullMQ; then it is released.
+    assert row.claim_token == "token-job-1-0" and row.completed_at is None
     assert row.started_at is not None
+    with database.session() as session:
+        assert [render.id for render in renders.unannounced(session)] == ["render-1"]
+        renders.release_claim(session, "render-1", "token-job-1-0")
+    assert _row(database).claim_token is None
 
 
 def test_mark_failed_final_is_failed_with_completed_at(database: Database) -> None:
@@ -174,7 +183,10 @@ def test_mark_failed_final_is_failed_with_completed_at(database: Database) -> No
         renders.mark_failed(session, "render-1", reason="content policy", final=True)
     row = _row(database)
     assert (row.status, row.error, row.message) == ("failed", "content policy", "Render failed")
-    assert row.completed_at is not None and row.claim_token is None
+    assert row.completed_at is not None and row.claim_token == "token-job-1-0"
+    with database.session() as session:
+        renders.release_claim(session, "render-1", "another token")  # only the claim's own token releases it
+    assert _row(database).claim_token == "token-job-1-0"
 
 
 def test_unknown_render_cannot_be_marked(database: Database) -> None:

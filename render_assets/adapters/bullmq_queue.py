@@ -106,13 +106,43 @@ class BullQueue:
         finally:
             await queue.close()
 
-    def complete(self, ref: JobRef, result: dict[str, Any]) -> None:
-        self._run(lambda: self._with_job(ref.job_id, lambda job: job.moveToCompleted(result, ref.token)))
+    def _finish(self, ref: JobRef, move: Callable[[Job, str], Awaitable[Any]]) -> bool:
+        """Finish a job we claimed; False when it is no longer active (someone finished it already)."""
 
-    def fail(self, ref: JobRef, reason: str, *, retryable: bool) -> None:
+        async def finish(job: Job) -> bool:
+            if await job.getState() != "active":
+                return False
+            try:
+                await move(job, ref.token)
+            except Exception as error:
+                if "Missing lock" not in str(error):
+                    raise
+                # Our lock lapsed (e.g. a dead run's) while the job stayed active and unclaimed:
+                # token "0" tells BullMQ to skip the lock check.
+                await move(job, "0")
+            return True
+
+        return bool(self._run(lambda: self._with_job(ref.job_id, finish)))
+
+    def complete(self, ref: JobRef, result: dict[str, Any]) -> bool:
+        return self._finish(ref, lambda job, token: job.moveToCompleted(result, token))
+
+    def fail(self, ref: JobRef, reason: str, *, retryable: bool) -> bool:
         """Fail the attempt; BullMQ schedules the next one while attempts remain and `retryable`."""
         error: Exception = Exception(reason) if retryable else UnrecoverableError(reason)
-        self._run(lambda: self._with_job(ref.job_id, lambda job: job.moveToFailed(error, ref.token)))
+        return self._finish(ref, lambda job, token: job.moveToFailed(error, token))
+
+    def extend_lock(self, ref: JobRef) -> bool:
+        """Keep our claim: what BullMQ's own workers do for their active jobs."""
+
+        async def extend() -> bool:
+            worker = self._worker()
+            try:
+                return bool(await worker.backend.extendLock(ref.job_id, ref.token, self.lock_duration_ms))
+            finally:
+                await worker.close()
+
+        return bool(self._run(extend))
 
     def release(self, ref: JobRef, delay_ms: int = 1_000) -> None:
         """Give a claimed job back without spending an attempt (we could not record the claim)."""

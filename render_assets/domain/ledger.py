@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from render_assets.domain.models import CreditTransaction, Organization
+from render_assets.domain.models import CreditTransaction, Organization, Render, RenderStatus, UsageRecord
 
 
 class InsufficientCredits(Exception):
@@ -160,3 +160,39 @@ def history(session: Session, organization_id: str, limit: int = 50) -> list[Cre
             .limit(limit)
         ).scalars()
     )
+
+
+def record_usage(session: Session, *, render_id: str, details: dict[str, object] | None = None) -> bool:
+    """Record a delivered render for billing, once, when it was charged. Returns whether it did now."""
+    charged = _existing(session, charge_key(render_id))
+    if charged is None:
+        return False
+    if session.execute(select(UsageRecord.id).where(UsageRecord.render_id == render_id)).first():
+        return False
+    session.add(
+        UsageRecord(
+            organization_id=charged.organization_id,
+            render_id=render_id,
+            record_type="render",
+            quantity=1,
+            credits=-charged.amount,
+            details=details,
+        )
+    )
+    session.flush()
+    return True
+
+
+def charged_failures_without_refund(session: Session) -> list[str]:
+    """Failed renders that were charged and not refunded: what a crash between the two leaves."""
+    refunds = select(CreditTransaction.render_id).where(CreditTransaction.kind == "refund")
+    rows = session.execute(
+        select(CreditTransaction.render_id)
+        .join(Render, Render.id == CreditTransaction.render_id)
+        .where(
+            CreditTransaction.kind == "charge",
+            Render.status == RenderStatus.FAILED,
+            CreditTransaction.render_id.not_in(refunds),
+        )
+    )
+    return [render_id for (render_id,) in rows if render_id]

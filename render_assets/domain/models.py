@@ -5,7 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -26,6 +40,7 @@ class RenderStatus:
     RETRYING = "retrying"  # an attempt failed and BullMQ will try again
     COMPLETED = "completed"
     FAILED = "failed"
+    IN_REVIEW = "in_review"  # QA held the image for a person to approve or reject
 
     IN_FLIGHT = (CLAIMED, PROCESSING, RETRYING)
 
@@ -59,6 +74,9 @@ class Render(Base):
     max_attempts: Mapped[int | None] = mapped_column(Integer)
     claim_token: Mapped[str | None] = mapped_column(String(128))
     run_key: Mapped[str | None] = mapped_column(String(256))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # "bullmq" when a customer's job delivered it, "operator" for a backfill or UI re-execution.
+    delivered_via: Mapped[str | None] = mapped_column(String(16))
     prompt_hash: Mapped[str | None] = mapped_column(String(64))
     image_url: Mapped[str | None] = mapped_column(Text)
     thumbnail_url: Mapped[str | None] = mapped_column(Text)
@@ -84,3 +102,123 @@ class CreditTransaction(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UsageRecord(Base):
+    """One delivered, charged render, for billing; at most one per render."""
+
+    __tablename__ = "usage_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    render_id: Mapped[str] = mapped_column(String(64), unique=True)
+    record_type: Mapped[str] = mapped_column(String(32), default="render")
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    credits: Mapped[int] = mapped_column(Integer)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JsonColumn)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RenderFailure(Base):
+    """One failed attempt of a render, with the class of its failure (written by the failure hook)."""
+
+    __tablename__ = "render_failures"
+    # A step's failure hook runs once; the key keeps a repeated call from counting twice.
+    __table_args__ = (UniqueConstraint("run_id", "stage", name="uq_render_failures_run_stage"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    render_id: Mapped[str] = mapped_column(String(64), index=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int | None] = mapped_column(Integer)  # 1-based BullMQ attempt; None for operator runs
+    failure_class: Mapped[str] = mapped_column(String(32))
+    provider: Mapped[str | None] = mapped_column(String(64))
+    final: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text)  # scrubbed of secrets
+    qa_score: Mapped[float | None] = mapped_column(Float)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class StageTiming(Base):
+    """How long one try of one step took, and what it reported (provider, QA score)."""
+
+    __tablename__ = "render_stage_timings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    render_id: Mapped[str] = mapped_column(String(64), index=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))  # success | failure
+    duration_s: Mapped[float] = mapped_column(Float)
+    provider: Mapped[str | None] = mapped_column(String(64))
+    qa_score: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class FailureAlert(Base):
+    """One episode of a failure pattern: fired when it started, cleared when it ended."""
+
+    __tablename__ = "failure_alerts"
+    # At most one firing episode per pattern, so two evaluations cannot both fire it.
+    __table_args__ = (
+        Index(
+            "uq_failure_alerts_one_firing",
+            "pattern",
+            unique=True,
+            postgresql_where=text("state = 'firing'"),
+            sqlite_where=text("state = 'firing'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pattern: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))  # firing | cleared
+    details: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
+    fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PerceptualHash(Base):
+    """The pHash of a render's image (passed QA or held for review), for duplicate lookups.
+
+    `hash` is the 64-bit pHash as a signed BIGINT; `band_0`..`band_3` are its four 16-bit bands
+    (see domain/phash.py), each indexed with the organization: two hashes within Hamming
+    distance 3 share at least one band, so a lookup reads only rows sharing a band."""
+
+    __tablename__ = "perceptual_hashes"
+    __table_args__ = tuple(
+        Index(f"ix_perceptual_hashes_org_band_{band}", "organization_id", f"band_{band}") for band in range(4)
+    )
+
+    render_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[int] = mapped_column(BigInteger)
+    band_0: Mapped[int] = mapped_column(Integer)
+    band_1: Mapped[int] = mapped_column(Integer)
+    band_2: Mapped[int] = mapped_column(Integer)
+    band_3: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class QualityReview(Base):
+    """A render held by QA for a person to look at; one per render (a re-run replaces it)."""
+
+    __tablename__ = "quality_reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    render_id: Mapped[str] = mapped_column(String(64), unique=True)
+    organization_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending | approved | rejected
+    score: Mapped[float] = mapped_column(Float)
+    reasons: Mapped[list[str]] = mapped_column(JsonColumn)
+    measures: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
+    image_key: Mapped[str] = mapped_column(Text)  # the held image in blob storage
+    image_url: Mapped[str] = mapped_column(Text)
+    prompt_hash: Mapped[str] = mapped_column(String(64))
+    # True when a customer's BullMQ attempt was held (its render waits in status in_review).
+    customer_attempt: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)

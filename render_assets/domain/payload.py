@@ -48,7 +48,7 @@ class Annotation(_Strict):
 class RenderSettings(_Strict):
     provider: Literal["google-imagen", "openai-gpt-image"]
     resolution: Annotated[str, StringConstraints(pattern=r"^[0-9]{3,4}x[0-9]{3,4}$")]
-    format: Literal["PNG", "JPEG"]
+    format: Literal["PNG", "JPEG", "WEBP", "AVIF"]
     quality: Annotated[int, Field(ge=1, le=100)] | None = None
     # Read by the old worker through an untyped cast; accepted so its jobs still validate.
     forceManualReview: bool | None = None
@@ -89,7 +89,8 @@ def _describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors(include_url=False, include_input=False):
         location = ".".join(str(part) for part in item["loc"]) or "payload"
-        problems.append(f"{location}: {item['msg']}")
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{location}: {message}")
     return "invalid job payload: " + "; ".join(problems[:10])
 
 

@@ -55,6 +55,9 @@ def record_claim(session: Session, job: RenderJob, claim: BullClaim) -> ClaimDec
     if render is not None:
         if render.status == RenderStatus.COMPLETED:
             return ClaimDecision(ClaimVerdict.ALREADY_DELIVERED, result=render.result)
+        if render.status == RenderStatus.FAILED and render.bull_job_id == claim.job_id:
+            # BullMQ redelivered a job we had already failed for good (it missed the news).
+            return ClaimDecision(ClaimVerdict.REFUSED, reason=render.error or "render failed")
         if render.bull_job_id != claim.job_id:
             if render.status == RenderStatus.FAILED:
                 reason = f"render {job.renderId} already failed; enqueue it under a new renderId to try again"
@@ -72,15 +75,40 @@ def record_claim(session: Session, job: RenderJob, claim: BullClaim) -> ClaimDec
     render.credit_cost = render_cost(job.settings)
     render.status = RenderStatus.CLAIMED
     render.stage = claimed.stage
-    render.progress = claimed.percent
+    render.progress = max(render.progress or 0, claimed.percent)  # a BullMQ retry resumes the bar
     render.message = claimed.message
     render.bull_job_id = claim.job_id
     render.claim_attempt = claim.attempt
     render.max_attempts = claim.max_attempts
     render.claim_token = claim.token
     render.run_key = claim.run_key
+    render.claimed_at = utcnow()
     render.error = None
     return ClaimDecision(ClaimVerdict.RUN)
+
+
+def in_flight(session: Session) -> list[Render]:
+    """Renders whose current attempt has not ended: claimed, or being processed."""
+    statuses = (RenderStatus.CLAIMED, RenderStatus.PROCESSING)
+    return list(session.execute(select(Render).where(Render.status.in_(statuses))).scalars())
+
+
+def unannounced(session: Session) -> list[Render]:
+    """Renders whose attempt ended but whose BullMQ job has not been told yet (it still holds our claim)."""
+    statuses = (RenderStatus.COMPLETED, RenderStatus.FAILED, RenderStatus.RETRYING)
+    return list(
+        session.execute(select(Render).where(Render.status.in_(statuses), Render.claim_token.is_not(None))).scalars()
+    )
+
+
+def lock(session: Session, render_id: str) -> Render | None:
+    """The row, locked until the transaction ends, so two settlements of one render take turns."""
+    return session.execute(select(Render).where(Render.id == render_id).with_for_update()).scalar_one_or_none()
+
+
+def release_claim(session: Session, render_id: str, token: str) -> None:
+    """BullMQ has been told the attempt's outcome: the claim is spent."""
+    session.execute(update(Render).where(Render.id == render_id, Render.claim_token == token).values(claim_token=None))
 
 
 def pending_claims(session: Session) -> list[Render]:
@@ -96,26 +124,39 @@ def mark_processing(session: Session, render_id: str) -> Render:
     return render
 
 
-def record_progress(session: Session, render_id: str, progress: Progress) -> bool:
-    """Move the row's progress forward; never backwards. Returns whether it moved."""
-    moved = session.execute(
-        update(Render)
-        .where(Render.id == render_id, Render.progress <= progress.percent)
-        .values(progress=progress.percent, stage=progress.stage, message=progress.message, updated_at=utcnow())
-    )
-    return bool(getattr(moved, "rowcount", 0))
+def record_progress(session: Session, render_id: str, progress: Progress) -> Progress | None:
+    """Record a stage; the percent never moves backwards, so a retried attempt resumes where the
+    bar stood. Returns the progress as recorded (None for an unknown render)."""
+    render = session.execute(select(Render).where(Render.id == render_id).with_for_update()).scalar_one_or_none()
+    if render is None:
+        return None
+    recorded = Progress(max(render.progress or 0, progress.percent), progress.stage, progress.message)
+    render.progress, render.stage, render.message = recorded.percent, recorded.stage, recorded.message
+    render.updated_at = utcnow()
+    return recorded
+
+
+class StaleClaim(Exception):
+    """A run tried to complete a render whose claim it no longer holds."""
 
 
 def mark_completed(
     session: Session,
     render_id: str,
     *,
+    claim_token: str | None = None,
     result: dict[str, Any],
     image_url: str,
     thumbnail_url: str,
     prompt_hash: str,
 ) -> None:
-    render = require(session, render_id)
+    """Record a delivery. `claim_token`: the delivering run's BullMQ claim (None for an operator's
+    run); a claim that is no longer the render's current one cannot complete it."""
+    render = lock(session, render_id)
+    if render is None:
+        raise LookupError(f"render {render_id} has no row in the renders table")
+    if claim_token is not None and (render.claim_token != claim_token or render.status not in RenderStatus.IN_FLIGHT):
+        raise StaleClaim(f"render {render_id} is no longer claimed by this run ({render.status})")
     done = progress_for(Stage.COMPLETED)
     render.status = RenderStatus.COMPLETED
     render.stage, render.progress, render.message = done.stage, done.percent, done.message
@@ -124,7 +165,8 @@ def mark_completed(
     render.thumbnail_url = thumbnail_url
     render.prompt_hash = prompt_hash
     render.error = None
-    render.claim_token = None
+    # The claim stays until settlement has told BullMQ, so a crash in between is caught up on.
+    render.delivered_via = "bullmq" if claim_token is not None else (render.delivered_via or "operator")
     render.completed_at = utcnow()
 
 
@@ -138,7 +180,6 @@ def mark_failed(session: Session, render_id: str, *, reason: str, final: bool) -
     render.stage = Stage.FAILED.value
     render.message = "Render failed" if final else "Attempt failed; retrying"
     render.error = reason
-    render.claim_token = None
     if final:
         render.completed_at = utcnow()
     return render

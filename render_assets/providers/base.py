@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,25 +29,65 @@ class GenerationRequest:
     seed: int
     quality: int | None = None
     elements: tuple[SceneElement, ...] = ()
+    # time.monotonic() by which the call must have returned: the job's deadline, set by the
+    # failover. Each provider waits at most its own timeout, and never past this.
+    deadline: float | None = None
 
 
 @dataclass
 class GeneratedImage:
+    """An image of exactly the requested size, and how it was made."""
+
     image: Image.Image
     provider: str
     model: str
     latency_s: float
     cost_estimate_usd: float = 0.0
     facts: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None  # the seed the provider honoured; None when it takes none
+    native_size: tuple[int, int] | None = None  # what the provider returned, before crop and resample
+    upscale_method: str = "none"  # how the native image became the requested size
+    attempts: int = 1  # provider calls this job made, failed ones included
+    failovers: int = 0  # times the job moved on to another provider
+
+
+class ErrorKind(enum.Enum):
+    """What a failure means for the next step."""
+
+    TRANSIENT = "transient"  # rate limit, 5xx, timeout, connection, malformed reply: retry or fail over
+    REFUSED = "refused"  # content refusal or fully filtered output: the other provider once, then fail
+    INVALID = "invalid"  # the request itself is wrong (or the model is gone): fail fast
+    AUTH = "auth"  # credentials rejected: fail fast and alert
 
 
 class ProviderError(Exception):
-    """A provider could not deliver. `transient` says whether a retry may help."""
+    """A provider could not deliver. `transient` says whether a retry may help.
 
-    def __init__(self, message: str, *, provider: str, transient: bool) -> None:
+    `kind` refines that; `may_have_billed` marks failures after which the provider may have
+    generated (and billed) an image anyway (a read timeout, a malformed 200 reply), so the same
+    job must not call that provider again. `retry_after_s` is the provider's own hint.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        transient: bool | None = None,
+        kind: ErrorKind | None = None,
+        retry_after_s: float | None = None,
+        may_have_billed: bool = False,
+        filtered_reason: str | None = None,
+    ) -> None:
         super().__init__(message)
+        if kind is None:
+            kind = ErrorKind.TRANSIENT if transient else ErrorKind.INVALID
         self.provider = provider
-        self.transient = transient
+        self.kind = kind
+        self.transient = kind is ErrorKind.TRANSIENT
+        self.retry_after_s = retry_after_s
+        self.may_have_billed = may_have_billed
+        self.filtered_reason = filtered_reason
 
 
 class ImageProvider(Protocol):

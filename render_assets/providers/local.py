@@ -308,4 +308,6 @@ class LocalProvider:
             latency_s=time.perf_counter() - start,
             cost_estimate_usd=0.0,
             facts={"seed": request.seed, "elements_drawn": len(request.elements), "generic_markers": generic},
+            seed=request.seed,
+            native_size=(w, h),
         )

@@ -1,14 +1,68 @@
+import redis
 from dagster import ConfigurableResource
 
 from render_assets.providers.base import ImageProvider
-from render_assets.providers.registry import build_providers
+from render_assets.providers.budget import BudgetSettings, RetryBudget
+from render_assets.providers.circuit_breaker import BreakerSettings, CircuitBreaker
+from render_assets.providers.registry import ProviderSettings, build_providers
 
 
 class ProvidersResource(ConfigurableResource):
-    """The image providers, in the order they are tried."""
+    """The image providers, in the order they are tried, and the shared state that guards them
+    (circuit breakers and per-run retry budgets, in Redis)."""
 
     order: str = "local"
     local_latency_s: float = 0.0
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    state_prefix: str = "render:providers"
+    google_project: str | None = None
+    google_region: str = "global"
+    google_image_model: str = "gemini-3.1-flash-image"
+    google_image_route: str = "gemini"
+    google_upscale_model: str | None = None
+    google_api_endpoint: str | None = None
+    google_timeout_s: float = 60.0
+    openai_api_key: str | None = None
+    openai_image_model: str = "gpt-image-2"
+    openai_base_url: str | None = None
+    openai_timeout_s: float = 90.0
+    job_deadline_s: float = 120.0
+    breaker_failures: int = 3
+    breaker_window_s: float = 60.0
+    breaker_cooldown_s: float = 30.0
 
     def get(self) -> list[ImageProvider]:
-        return build_providers(self.order, local_latency_s=self.local_latency_s)
+        return build_providers(self.order, settings=self.provider_settings())
+
+    def provider_settings(self) -> ProviderSettings:
+        return ProviderSettings(
+            local_latency_s=self.local_latency_s,
+            google_project=self.google_project,
+            google_region=self.google_region,
+            google_image_model=self.google_image_model,
+            google_image_route=self.google_image_route,
+            google_upscale_model=self.google_upscale_model,
+            google_api_endpoint=self.google_api_endpoint,
+            google_timeout_s=self.google_timeout_s,
+            openai_api_key=self.openai_api_key,
+            openai_image_model=self.openai_image_model,
+            openai_base_url=self.openai_base_url,
+            openai_timeout_s=self.openai_timeout_s,
+        )
+
+    def _redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+    def breaker(self) -> CircuitBreaker:
+        settings = BreakerSettings(
+            failures_to_open=self.breaker_failures,
+            window_s=self.breaker_window_s,
+            cooldown_s=self.breaker_cooldown_s,
+            # A probe is presumed dead once the longest call could have ended.
+            probe_lease_s=max(self.job_deadline_s, self.google_timeout_s, self.openai_timeout_s) + 5,
+        )
+        return CircuitBreaker(self._redis(), settings, prefix=f"{self.state_prefix}:breaker")
+
+    def budget(self, run_id: str) -> RetryBudget:
+        settings = BudgetSettings(deadline_s=self.job_deadline_s)
+        return RetryBudget(self._redis(), f"{self.state_prefix}:budget:{run_id}", settings)

@@ -30,11 +30,11 @@ BUSY_STATUSES = [
 
 def run_slots(instance: DagsterInstance) -> int:
     """The run queue's limit when the instance has one, else RENDER_MAX_CONCURRENT_RUNS."""
-    coordinator = instance.run_coordinator
-    if isinstance(coordinator, QueuedRunCoordinator):
-        limit = coordinator.get_run_queue_config().max_concurrent_runs
-        if limit >= 0:
-            return limit
+    if isinstance(instance.run_coordinator, QueuedRunCoordinator):
+        # The instance's view: `concurrency: runs:` when the instance sets pools, else the coordinator's.
+        queue_config = instance.get_concurrency_config().run_queue_config
+        if queue_config is not None and queue_config.max_concurrent_runs >= 0:
+            return queue_config.max_concurrent_runs
     return int(config.number(config.RENDER_MAX_CONCURRENT_RUNS))
 
 

@@ -17,7 +17,9 @@ def prepare_prompt(
     """Charge the render (only runs that hold a BullMQ claim charge), then build its prompt."""
     with database.session() as session:
         renders.mark_processing(session, run.render_id)
-        cost = renders.require(session, run.render_id).credit_cost
+        row = renders.require(session, run.render_id)
+        # Each BullMQ attempt draws a new seed, so a retry after a failed QA is a new image.
+        cost, attempt = row.credit_cost, row.claim_attempt or 0
     if run.bull is not None:
         try:
             with database.session() as session:
@@ -31,6 +33,6 @@ def prepare_prompt(
         except ledger.InsufficientCredits as error:
             raise RenderFailed(str(error), permanent=True) from None
         progress.publish(run.render_id, run.bull, Stage.CHARGED)
-    built = build_prompt(run.job)
+    built = build_prompt(run.job, attempt=attempt)
     progress.publish(run.render_id, run.bull, Stage.PROMPT_READY)
     return built

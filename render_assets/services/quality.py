@@ -1,20 +1,77 @@
-"""Stage 3: the quality checks a render must pass before delivery."""
+"""Stage 3: the quality checks a render must pass before delivery.
+
+`fail` raises (BullMQ retries the render with a new seed while attempts remain; the last failure
+refunds); `review` holds the render for a person (services/review.py); `pass` goes on to
+delivery. The image's pHash is recorded for passed and held renders, so later renders of the
+same organization are compared with it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from PIL import Image
 
+from render_assets.adapters.blob_storage import BlobStore
+from render_assets.adapters.bullmq_queue import BullQueue
+from render_assets.domain import perceptual_hashes
+from render_assets.domain.database import Database
 from render_assets.domain.progress import Stage
-from render_assets.domain.qa import QaVerdict, check_image
+from render_assets.domain.prompt import build_prompt
+from render_assets.domain.qa import Duplicate, QaVerdict, check_image
+from render_assets.services import review
 from render_assets.services.failures import RenderFailed
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.run_context import RenderRun
 
 
-def check_quality(run: RenderRun, progress: ProgressPublisher, image: Image.Image) -> QaVerdict:
-    verdict = check_image(image, run.job.settings.size)
-    if not verdict.passed:
-        # The same image would fail again, but another BullMQ attempt draws a new one.
-        raise RenderFailed("quality check failed: " + "; ".join(verdict.reasons), permanent=False)
+class QualityFailed(RenderFailed):
+    """QA failed the image; `verdict` carries the measures for the failure's metadata."""
+
+    def __init__(self, verdict: QaVerdict) -> None:
+        super().__init__("quality check failed: " + "; ".join(verdict.reasons), permanent=False)
+        self.verdict = verdict
+
+
+@dataclass(frozen=True)
+class QualityOutcome:
+    verdict: QaVerdict
+    review_id: int | None = None  # set when the render was held for manual review
+
+
+def check_quality(
+    run: RenderRun,
+    database: Database,
+    storage: BlobStore,
+    queue: BullQueue,
+    progress: ProgressPublisher,
+    image: Image.Image,
+) -> QualityOutcome:
+    organization_id = run.job.organizationId
+
+    def find_duplicate(value: int) -> Duplicate | None:
+        with database.session() as session:
+            return perceptual_hashes.find_similar(
+                session, organization_id=organization_id, value=value, exclude_render_id=run.render_id
+            )
+
+    verdict = check_image(
+        image,
+        run.job.settings.size,
+        find_duplicate=find_duplicate,
+        force_review=bool(run.job.settings.forceManualReview),
+    )
+    if verdict.verdict == "fail":
+        # The same image would fail again, but another BullMQ attempt draws a new seed.
+        raise QualityFailed(verdict)
+    if verdict.held:
+        # The prompt hash depends on the payload only, so rebuilding it gives the delivered value.
+        prompt_hash = build_prompt(run.job).sha256
+        review_id = review.hold(run, database, storage, queue, progress, image, verdict, prompt_hash=prompt_hash)
+        return QualityOutcome(verdict, review_id)
+    with database.session() as session:
+        perceptual_hashes.record(
+            session, render_id=run.render_id, organization_id=organization_id, value=int(verdict.phash, 16)
+        )
     progress.publish(run.render_id, run.bull, Stage.QUALITY_CHECKED)
-    return verdict
+    return QualityOutcome(verdict)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from render_assets.adapters.bullmq_queue import JobRef
 from render_assets.domain import renders
 from render_assets.domain.database import Database
-from render_assets.domain.models import Render
+from render_assets.domain.models import Render, RenderStatus
 from render_assets.domain.payload import RenderJob
 
 
@@ -17,6 +17,9 @@ class RenderRun:
     render_id: str
     job: RenderJob
     bull: JobRef | None  # None: a backfill or UI re-execution, which makes no BullMQ calls
+    # The run's own attempt was settled as failed by someone else (the reconciler took a stalled
+    # heartbeat for a dead run): the run must stop rather than deliver what is no longer its to.
+    superseded: bool = False
 
     @property
     def is_operator_run(self) -> bool:
@@ -30,9 +33,12 @@ def current_claim(render: Render, run_key: str | None) -> JobRef | None:
     return JobRef(render.bull_job_id, render.claim_token)
 
 
-def load_run(database: Database, render_id: str, run_key: str | None) -> RenderRun:
+def load_run(database: Database, render_id: str, run_key: str | None, *, reexecution: bool = False) -> RenderRun:
+    """`reexecution`: an operator re-ran the run from the UI (it carries the original's run key)."""
     with database.session() as session:
         row = renders.require(session, render_id)
         job = RenderJob.model_validate(row.payload)
         bull = current_claim(row, run_key)
-    return RenderRun(render_id=render_id, job=job, bull=bull)
+        settled = row.status in (RenderStatus.RETRYING, RenderStatus.FAILED)
+        superseded = not reexecution and run_key is not None and run_key == row.run_key and settled
+    return RenderRun(render_id=render_id, job=job, bull=bull, superseded=superseded)

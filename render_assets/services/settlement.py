@@ -1,17 +1,23 @@
-"""Settling a failed attempt: the renders row, the ledger, the progress and the BullMQ job agree."""
+"""Settlement: make the renders row, the ledger, the progress stream and the BullMQ job agree.
+
+`settle(render_id)` is the one place that does it. It is idempotent: the failure hook, the
+reconciliation sensor and the review commands may all call it, concurrently or again after a
+crash, and each effect happens once (the row is locked while it decides, ledger entries have
+unique keys, and the BullMQ job is told only while the row still holds the claim's token).
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
-from render_assets.adapters.bullmq_queue import BullQueue
+from render_assets.adapters.bullmq_queue import BullQueue, JobRef
 from render_assets.domain import ledger, renders
 from render_assets.domain.database import Database
 from render_assets.domain.models import RenderStatus
 from render_assets.domain.progress import Progress, Stage
 from render_assets.services.progress import ProgressPublisher
-from render_assets.services.run_context import current_claim
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +25,29 @@ MAX_REASON_CHARS = 500
 
 
 @dataclass(frozen=True)
+class AttemptFailure:
+    """An attempt that ended in failure, as its run (or the reconciler, for a dead run) saw it."""
+
+    run_key: str | None  # the failed run's key; a run without one (operator run) changes no state
+    reason: str
+    permanent: bool = False
+
+
+@dataclass(frozen=True)
 class Settlement:
     render_id: str
-    final: bool
-    refunded: int  # credits given back by this call (0 when none, or an earlier call did)
+    status: str | None  # the render's status after settling; None for an unknown render
+    recorded_failure: bool = False
+    refunded: int = 0  # credits given back by this call
+    bullmq: str | None = None  # what BullMQ was told by this call: completed, failed or retrying
+
+
+@dataclass(frozen=True)
+class _Announcement:
+    ref: JobRef
+    status: str
+    reason: str
+    result: dict[str, Any] | None
 
 
 def short_reason(reason: str) -> str:
@@ -30,40 +55,77 @@ def short_reason(reason: str) -> str:
     return first_line[:MAX_REASON_CHARS]
 
 
-def settle_failure(
+def settle(
     database: Database,
     queue: BullQueue,
     progress: ProgressPublisher,
-    *,
     render_id: str,
-    run_key: str | None,
-    reason: str,
-    permanent: bool,
-) -> Settlement | None:
-    """Record a failed attempt; when it is the last one, refund the charge (once).
-
-    An attempt is final when retrying cannot help, when BullMQ has no attempts left, or when the
-    run holds no BullMQ claim (a backfill or re-execution has nobody to retry it).
-    """
-    reason = short_reason(reason)
+    *,
+    failure: AttemptFailure | None = None,
+) -> Settlement:
     with database.session() as session:
-        render = renders.get(session, render_id)
-        if render is None or render.status == RenderStatus.COMPLETED:
-            return None  # nothing to settle: unknown render, or delivered before the failure
-        if run_key is not None and render.run_key != run_key:
-            return None  # a stale run: a newer claim owns this render now
-        bull = current_claim(render, run_key)
-        final = permanent or bull is None or renders.is_last_attempt(render)
-        percent = render.progress
-        renders.mark_failed(session, render_id, reason=reason, final=final)
-        refund = ledger.refund(session, render_id=render_id, reason=reason) if final else None
-    refunded = refund.amount if refund and refund.created else 0
-    failed = Progress(percent=percent, stage=Stage.FAILED.value, message=reason)
-    progress.send(render_id, None, failed)
-    if bull is not None:
+        render = renders.lock(session, render_id)
+        if render is None:
+            return Settlement(render_id, None)
+        recorded = (
+            failure is not None
+            and failure.run_key is not None
+            and failure.run_key == render.run_key
+            and render.status in (RenderStatus.CLAIMED, RenderStatus.PROCESSING)
+        )
+        if recorded and failure is not None:
+            final = failure.permanent or renders.is_last_attempt(render)
+            renders.mark_failed(session, render_id, reason=short_reason(failure.reason), final=final)
+        status = render.status
+        refund = (
+            ledger.refund(session, render_id=render_id, reason=render.error or "render failed")
+            if (status == RenderStatus.FAILED)
+            else None
+        )
+        if status == RenderStatus.COMPLETED and render.delivered_via == "bullmq":
+            ledger.record_usage(session, render_id=render_id, details={"projectId": render.project_id})
+        announcement = _announcement(render)
+        percent, error = render.progress, render.error or "render failed"
+    refunded = refund.amount if refund is not None and refund.created else 0
+    if recorded:
+        progress.send(render_id, None, Progress(percent=percent, stage=Stage.FAILED.value, message=error))
+    told = None
+    if announcement:
         try:
-            queue.report_progress(bull, failed.as_dict())
-        finally:
-            queue.fail(bull, reason, retryable=not final)
-    log.info("render %s failed (final=%s, refunded %s): %s", render_id, final, refunded, reason)
-    return Settlement(render_id=render_id, final=final, refunded=refunded)
+            told = _tell_bullmq(database, queue, render_id, announcement, percent)
+        except Exception:
+            # Redis unreachable: the row keeps the claim, and the reconciler tells BullMQ later.
+            log.warning("could not tell BullMQ about render %s yet", render_id, exc_info=True)
+    if recorded or refunded or told:
+        log.info("settled render %s: %s, refunded %s, BullMQ %s", render_id, status, refunded, told)
+    return Settlement(render_id, status, recorded_failure=recorded, refunded=refunded, bullmq=told)
+
+
+def _announcement(render: Any) -> _Announcement | None:
+    """What BullMQ still has to hear about an attempt that has ended, if anything."""
+    ended = (RenderStatus.COMPLETED, RenderStatus.FAILED, RenderStatus.RETRYING)
+    if render.status not in ended or not render.claim_token or not render.bull_job_id:
+        return None
+    return _Announcement(
+        ref=JobRef(render.bull_job_id, render.claim_token),
+        status=render.status,
+        reason=render.error or "render failed",
+        result=render.result,
+    )
+
+
+def _tell_bullmq(
+    database: Database, queue: BullQueue, render_id: str, announcement: _Announcement, percent: int
+) -> str:
+    ref = announcement.ref
+    if announcement.status == RenderStatus.COMPLETED:
+        queue.complete(ref, announcement.result or {})
+        told = "completed"
+    else:
+        queue.report_progress(ref, Progress(percent, Stage.FAILED.value, announcement.reason).as_dict())
+        retry = announcement.status == RenderStatus.RETRYING
+        queue.fail(ref, announcement.reason, retryable=retry)
+        told = "retrying" if retry else "failed"
+    with database.session() as session:
+        renders.release_claim(session, render_id, ref.token)
+    return told

@@ -1,0 +1,123 @@
+"""What a browser following a render sees: progress changes as named events, and the renders row
+as a snapshot when the live stream cannot be replayed.
+
+Event names: `stage` (a new stage), `progress` (the percent moved within a stage), and the two
+terminal ones, `completed` (with the image URLs) and `failed` (a final failure, with the reason).
+An attempt that failed while BullMQ will try again is a `stage` event with stage `retrying`: a
+client closes on `completed` and `failed` only, and either one ends the render for good.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from render_assets.domain.models import Render, RenderStatus
+from render_assets.domain.progress import Progress, Stage
+
+
+class EventKind(StrEnum):
+    STAGE = "stage"
+    PROGRESS = "progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+TERMINAL = frozenset({EventKind.COMPLETED, EventKind.FAILED})
+RETRYING = "retrying"  # the stage a `stage` event names for an attempt that BullMQ will retry
+QUEUED = "queued"  # the stage of a render that has no row yet (enqueued, not claimed)
+
+
+@dataclass(frozen=True)
+class RenderState:
+    """The part of a renders row that events need (never the payload: it holds user text)."""
+
+    render_id: str
+    status: str
+    stage: str
+    percent: int
+    message: str | None
+    error: str | None
+    image_url: str | None
+    thumbnail_url: str | None
+    result: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    kind: EventKind
+    data: dict[str, Any]
+
+    @property
+    def terminal(self) -> bool:
+        return self.kind in TERMINAL
+
+
+def render_state(session: Session, render_id: str) -> RenderState | None:
+    row = session.execute(
+        select(
+            Render.status,
+            Render.stage,
+            Render.progress,
+            Render.message,
+            Render.error,
+            Render.image_url,
+            Render.thumbnail_url,
+            Render.result,
+        ).where(Render.id == render_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    return RenderState(render_id, row[0], row[1], row[2] or 0, row[3], row[4], row[5], row[6], row[7])
+
+
+def _base(render_id: str, stage: str, percent: int, message: str | None, status: str) -> dict[str, Any]:
+    return {"renderId": render_id, "stage": stage, "percent": percent, "message": message, "status": status}
+
+
+def _completed(state: RenderState, base: dict[str, Any]) -> ProgressEvent:
+    return ProgressEvent(
+        EventKind.COMPLETED,
+        {**base, "imageUrl": state.image_url, "thumbnailUrl": state.thumbnail_url, "result": state.result},
+    )
+
+
+def event_for(render_id: str, progress: Progress, *, before: RenderState | None) -> ProgressEvent:
+    """The event for a progress change, given the row as it was just before the change was recorded.
+
+    Delivery and settlement write the outcome to the row before they publish it, so `before`
+    already holds the URLs of a completed render and tells a final failure from a retried one.
+    """
+    status = before.status if before is not None else RenderStatus.PROCESSING
+    base = _base(render_id, progress.stage, progress.percent, progress.message, status)
+    if progress.stage == Stage.COMPLETED and before is not None:
+        return _completed(before, base)
+    if progress.stage == Stage.FAILED:
+        if before is not None and before.status == RenderStatus.RETRYING:
+            return ProgressEvent(
+                EventKind.STAGE,
+                {**base, "stage": RETRYING, "message": "Attempt failed; retrying", "reason": progress.message},
+            )
+        return ProgressEvent(EventKind.FAILED, {**base, "status": RenderStatus.FAILED, "reason": progress.message})
+    same_stage = before is not None and before.stage == progress.stage
+    return ProgressEvent(EventKind.PROGRESS if same_stage else EventKind.STAGE, base)
+
+
+def snapshot_event(render_id: str, state: RenderState | None) -> ProgressEvent:
+    """Where the render stands according to the renders row, as the event a client would act on."""
+    if state is None:
+        return ProgressEvent(
+            EventKind.STAGE, {**_base(render_id, QUEUED, 0, "Waiting in the queue", QUEUED), "snapshot": True}
+        )
+    base = {**_base(render_id, state.stage, state.percent, state.message, state.status), "snapshot": True}
+    if state.status == RenderStatus.COMPLETED:
+        return _completed(state, {**base, "stage": Stage.COMPLETED.value})
+    if state.status == RenderStatus.FAILED:
+        return ProgressEvent(EventKind.FAILED, {**base, "stage": Stage.FAILED.value, "reason": state.error})
+    if state.status == RenderStatus.RETRYING:
+        return ProgressEvent(EventKind.STAGE, {**base, "stage": RETRYING, "reason": state.error})
+    return ProgressEvent(EventKind.STAGE, base)

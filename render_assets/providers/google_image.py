@@ -1,0 +1,325 @@
+"""Google image generation on Vertex AI through the GAPIC `PredictionServiceClient` (REST).
+
+Two routes, chosen by configuration: Gemini image models through `generateContent` (the
+default; native 1K/2K/4K), and Imagen `:predict` (legacy: every Imagen generate model is being
+shut down). An optional Imagen upscaler enlarges what the model could not make natively.
+Model ids come from configuration only. The SDK is imported on first use, so importing this
+module costs nothing."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from render_assets.providers import costs, errors
+from render_assets.providers.base import ErrorKind, GeneratedImage, GenerationRequest, ProviderError
+from render_assets.providers.decoding import decode_image
+from render_assets.providers.fitting import covers, fit_exact, nearest_aspect
+
+if TYPE_CHECKING:
+    from google.cloud.aiplatform_v1 import PredictionServiceClient
+
+NAME = "google"
+ROUTES = ("gemini", "imagen")
+GEMINI_ASPECTS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+GEMINI_TIERS = {"1K": 1024, "2K": 2048, "4K": 4096}
+IMAGEN_ASPECTS = ("1:1", "3:4", "4:3", "9:16", "16:9")
+IMAGEN_1K = {"1:1": (1024, 1024), "3:4": (896, 1280), "4:3": (1280, 896), "9:16": (768, 1408), "16:9": (1408, 768)}
+# What a route returns: the native image, facts about the call, and its estimated cost.
+Native = tuple[Image.Image, dict[str, Any], float]
+UPSCALER_MAX_PIXELS = 17_000_000  # the Imagen upscaler's documented output limit
+MIN_UPSCALE_TIMEOUT_S = 1.0
+MAX_SEED = 2**31 - 1  # both APIs take a signed 32-bit seed
+# Finish reasons that mean "blocked" rather than "done" (names; unknown ones arrive as numbers).
+BLOCKED_FINISH = frozenset(
+    {"SAFETY", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "RECITATION", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT"}
+)
+
+
+def gemini_native(aspect: str, tier: str) -> tuple[int, int]:
+    """Expected output of a Gemini image model: about tier² pixels at the aspect, sides in 16s."""
+    aw, ah = (int(side) for side in aspect.split(":"))
+    area = GEMINI_TIERS[tier] ** 2
+    width = math.sqrt(area * aw / ah)
+    return round(width / 16) * 16, round(width * ah / aw / 16) * 16
+
+
+def gemini_plan(width: int, height: int) -> tuple[str, str]:
+    """(aspectRatio, imageSize): the nearest aspect, at the smallest tier that covers the request."""
+    aspect = nearest_aspect(width, height, GEMINI_ASPECTS)
+    tier = next((t for t in GEMINI_TIERS if covers(gemini_native(aspect, t), width, height)), "4K")
+    return aspect, tier
+
+
+def imagen_plan(width: int, height: int) -> tuple[str, str, tuple[int, int]]:
+    """(aspectRatio, sampleImageSize, expected native size) for Imagen 4 (1K or 2K)."""
+    aspect = nearest_aspect(width, height, IMAGEN_ASPECTS)
+    one_k = IMAGEN_1K[aspect]
+    if covers(one_k, width, height):
+        return aspect, "1K", one_k
+    return aspect, "2K", (one_k[0] * 2, one_k[1] * 2)
+
+
+def endpoint_for(region: str) -> str:
+    return "aiplatform.googleapis.com" if region == "global" else f"{region}-aiplatform.googleapis.com"
+
+
+def _with_negative(request: GenerationRequest) -> str:
+    # Neither route has a working negative-prompt field, so the exclusions go into the text.
+    if not request.negative_prompt:
+        return request.prompt
+    return f"{request.prompt}\n\nAvoid: {request.negative_prompt}"
+
+
+class GoogleImageProvider:
+    """Vertex AI image generation; `generate` returns exactly the requested size."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        region: str,
+        model: str,
+        route: str = "gemini",
+        upscale_model: str | None = None,
+        api_endpoint: str | None = None,
+        timeout_s: float = 60.0,
+    ) -> None:
+        if not project:
+            raise ValueError("the google provider needs GOOGLE_CLOUD_PROJECT")
+        if not region:
+            raise ValueError("the google provider needs GOOGLE_CLOUD_REGION")
+        if not model:
+            raise ValueError("the google provider needs GOOGLE_IMAGE_MODEL")
+        if route not in ROUTES:
+            raise ValueError(f"GOOGLE_IMAGE_ROUTE={route!r} is not one of {', '.join(ROUTES)}")
+        self.project, self.region, self.model, self.route = project, region, model, route
+        self.upscale_model = upscale_model or None
+        self.api_endpoint = api_endpoint or endpoint_for(region)
+        self.timeout_s = timeout_s
+        self._client: PredictionServiceClient | None = None
+
+    def _model_path(self, model: str) -> str:
+        return f"projects/{self.project}/locations/{self.region}/publishers/google/models/{model}"
+
+    def client(self) -> PredictionServiceClient:
+        if self._client is None:
+            from google.cloud.aiplatform_v1 import PredictionServiceClient
+
+            credentials = None  # the standard sources: GOOGLE_APPLICATION_CREDENTIALS, workload identity
+            if self.api_endpoint.startswith("http://"):
+                # A plain-HTTP endpoint is a local fake or emulator: nothing to authenticate to.
+                from google.auth.credentials import AnonymousCredentials
+
+                credentials = AnonymousCredentials()
+            self._client = PredictionServiceClient(
+                transport="rest",  # plain HTTPS/JSON: no gRPC channel to keep, and fakes can speak it
+                client_options={"api_endpoint": self.api_endpoint},
+                credentials=credentials,
+            )
+        return self._client
+
+    def generate(self, request: GenerationRequest) -> GeneratedImage:
+        start = time.monotonic()
+        self._call(self.client)  # the SDK's first import takes a moment: before our timeout starts
+        # The whole call, upscaler included, ends within our timeout and the job's deadline.
+        deadline = time.monotonic() + self.timeout_s
+        if request.deadline is not None:
+            deadline = min(deadline, request.deadline)
+        seed = request.seed % MAX_SEED
+        if self.route == "gemini":
+            native, facts, cost = self._gemini(request, seed, _time_left(deadline))
+        else:
+            native, facts, cost = self._imagen(request, seed, _time_left(deadline))
+        upscaler = None
+        if self.upscale_model:
+
+            def upscaler(image: Image.Image, factor: int) -> Image.Image:
+                return self._upscale(image, factor, deadline)
+
+        fitted = fit_exact(
+            native,
+            request.width,
+            request.height,
+            upscaler=upscaler,
+            upscaler_name=f"google:{self.upscale_model}",
+            upscaler_max_pixels=UPSCALER_MAX_PIXELS,
+        )
+        if fitted.method.startswith("google:"):
+            cost += costs.IMAGEN_UPSCALE
+        return GeneratedImage(
+            image=fitted.image,
+            provider=self.name,
+            model=self.model,
+            latency_s=time.monotonic() - start,
+            cost_estimate_usd=round(cost, 4),
+            facts={"route": self.route, **facts, **fitted.facts},
+            seed=seed,
+            native_size=fitted.native_size,
+            upscale_method=fitted.method,
+        )
+
+    # ---- the two routes ---------------------------------------------------------------------------
+
+    def _gemini(self, request: GenerationRequest, seed: int, timeout: float) -> Native:
+        from google.cloud.aiplatform_v1 import types
+
+        aspect, tier = gemini_plan(request.width, request.height)
+        call = types.GenerateContentRequest(
+            model=self._model_path(self.model),
+            contents=[types.Content(role="user", parts=[types.Part(text=_with_negative(request))])],
+            generation_config=types.GenerationConfig(
+                response_modalities=[types.GenerationConfig.Modality.IMAGE],
+                candidate_count=1,
+                seed=seed,
+                image_config=types.ImageConfig(aspect_ratio=aspect, image_size=tier),
+            ),
+        )
+        response = self._call(lambda: self.client().generate_content(request=call, timeout=timeout, retry=None))
+        image_bytes = None
+        reasons: list[str] = []
+        block = response.prompt_feedback.block_reason if "prompt_feedback" in response else 0
+        if block:
+            reasons.append(f"prompt blocked ({_enum_name(block)}) {response.prompt_feedback.block_reason_message}")
+        for candidate in response.candidates:
+            for part in candidate.content.parts:
+                if "inline_data" in part and part.inline_data.data:
+                    image_bytes = part.inline_data.data
+                    break
+            if image_bytes is not None:
+                break
+            finish = _enum_name(candidate.finish_reason)
+            done = finish in ("STOP", "FINISH_REASON_UNSPECIFIED") and not candidate.finish_message
+            if finish in BLOCKED_FINISH or not done:
+                # A reason newer than the installed SDK arrives as UNSPECIFIED (or a bare number).
+                label = "blocked" if finish == "FINISH_REASON_UNSPECIFIED" else finish
+                reasons.append(f"{label}: {candidate.finish_message or 'no image'}")
+        if image_bytes is None:
+            if reasons or response.candidates:
+                raise errors.refused(NAME, errors.short("; ".join(reasons) or "the model returned no image"))
+            raise errors.malformed(NAME, "no candidates")
+        image = decode_image(NAME, image_bytes)
+        facts = {"aspect_ratio": aspect, "image_size": tier}
+        return image, facts, costs.gemini_image(self.model, tier)
+
+    def _imagen(self, request: GenerationRequest, seed: int, timeout: float) -> Native:
+        aspect, size, _ = imagen_plan(request.width, request.height)
+        parameters = {
+            "sampleCount": 1,
+            "aspectRatio": aspect,
+            "sampleImageSize": size,
+            "seed": seed,
+            "addWatermark": False,  # a seed is only honoured without the watermark
+            "includeRaiReason": True,
+            "outputOptions": {"mimeType": "image/png"},
+        }
+        predictions = self._predict(self.model, [{"prompt": _with_negative(request)}], parameters, timeout)
+        image = None
+        filtered = []
+        for prediction in predictions:
+            if prediction.get("bytesBase64Encoded"):
+                image = decode_image(NAME, prediction["bytesBase64Encoded"])
+                break
+            if prediction.get("raiFilteredReason"):
+                filtered.append(str(prediction["raiFilteredReason"]))
+        if image is None:
+            # A fully filtered reply is HTTP 200 with no predictions (or only reasons), not an error.
+            raise errors.refused(NAME, errors.short("; ".join(filtered) or "every image was filtered out"))
+        return image, {"aspect_ratio": aspect, "image_size": size}, costs.imagen(self.model)
+
+    def _upscale(self, image: Image.Image, factor: int, deadline: float) -> Image.Image:
+        remaining = deadline - time.monotonic()
+        if remaining < MIN_UPSCALE_TIMEOUT_S:
+            raise TimeoutError("no time left for the upscaler")
+        assert self.upscale_model is not None
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=95)  # the upscaler takes at most 10 MB of input
+        instance = {"prompt": "", "image": {"bytesBase64Encoded": base64.b64encode(buffer.getvalue()).decode()}}
+        parameters = {
+            "mode": "upscale",
+            "upscaleConfig": {"upscaleFactor": f"x{factor}"},
+            "sampleCount": 1,
+            "addWatermark": False,
+            "outputOptions": {"mimeType": "image/png"},
+        }
+        predictions = self._predict(self.upscale_model, [instance], parameters, remaining)
+        encoded = next((p["bytesBase64Encoded"] for p in predictions if p.get("bytesBase64Encoded")), None)
+        if encoded is None:
+            raise errors.malformed(NAME, "the upscaler returned no image")
+        return decode_image(NAME, encoded)
+
+    def _predict(
+        self, model: str, instances: list[dict[str, Any]], parameters: dict[str, Any], timeout: float
+    ) -> list[dict[str, Any]]:
+        from google.protobuf import json_format
+
+        response = self._call(
+            lambda: self.client().predict(
+                endpoint=self._model_path(model),
+                instances=instances,
+                parameters=parameters,
+                timeout=timeout,
+                retry=None,  # predict has no default retry; ours (failover + budget) is the only one
+            )
+        )
+        body = json_format.MessageToDict(response._pb)
+        predictions = body.get("predictions") or []
+        if not isinstance(predictions, list):
+            raise errors.malformed(NAME, "predictions is not a list")
+        return [p for p in predictions if isinstance(p, dict)]
+
+    def _call(self, call: Any) -> Any:
+        """Run one SDK call; every failure comes out as a classified ProviderError."""
+        import requests
+        from google.api_core import exceptions as gexc
+        from google.auth import exceptions as auth_exceptions
+        from google.protobuf import json_format
+
+        try:
+            return call()
+        except auth_exceptions.GoogleAuthError as error:  # no usable credentials in this environment
+            raise ProviderError(
+                f"credentials unavailable ({type(error).__name__})", provider=NAME, kind=ErrorKind.AUTH
+            ) from None
+        except gexc.GoogleAPICallError as error:
+            raise _from_api_error(error) from None
+        except requests.exceptions.ConnectTimeout:
+            raise errors.timed_out(NAME, after_send=False) from None
+        except requests.exceptions.Timeout:
+            raise errors.timed_out(NAME, after_send=True) from None
+        except requests.exceptions.ConnectionError as error:
+            raise errors.unreachable(NAME, error) from None
+        except (json_format.ParseError, ValueError) as error:
+            # A 200 whose body is not the documented JSON.
+            raise errors.malformed(NAME, type(error).__name__) from None
+
+
+def _time_left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise errors.timed_out(NAME, after_send=False)
+    return left
+
+
+def _enum_name(value: Any) -> str:
+    return getattr(value, "name", None) or str(value)
+
+
+def _from_api_error(error: Any) -> ProviderError:
+    response = getattr(error, "response", None)
+    status_text, message = None, str(getattr(error, "message", "") or "")
+    headers = dict(response.headers) if response is not None and hasattr(response, "headers") else None
+    if response is not None:
+        try:
+            payload = response.json().get("error", {})
+            status_text, message = payload.get("status"), str(payload.get("message") or message)
+        except (ValueError, AttributeError):
+            pass
+    return errors.from_http(NAME, getattr(error, "code", None), code=status_text, message=message, headers=headers)

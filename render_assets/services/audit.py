@@ -1,0 +1,77 @@
+"""The credit audit: checks the ledger rule over every render.
+
+Per render: at most one charge and at most one refund; a refund only of a charge, for the same
+amount; and the net charge equals the cost if and only if a customer's job delivered the render
+(an operator's re-render delivers for free). Renders still in flight are checked once settled.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from render_assets.domain.models import CreditTransaction, Render, RenderStatus
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    render_id: str
+    status: str | None
+    problem: str
+    charges: int
+    refunds: int
+    net: int  # credits taken from the organization for this render, after refunds
+    cost: int | None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def audit(session: Session) -> list[Mismatch]:
+    entries: dict[str, list[CreditTransaction]] = defaultdict(list)
+    for row in session.execute(select(CreditTransaction).where(CreditTransaction.render_id.is_not(None))).scalars():
+        entries[str(row.render_id)].append(row)
+    rows = {render.id: render for render in session.execute(select(Render)).scalars()}
+    mismatches = []
+    for render_id in sorted(set(entries) | set(rows)):
+        render = rows.get(render_id)
+        problem = _problem(render, entries.get(render_id, []))
+        if problem:
+            moves = entries.get(render_id, [])
+            mismatches.append(
+                Mismatch(
+                    render_id=render_id,
+                    status=render.status if render else None,
+                    problem=problem,
+                    charges=sum(1 for move in moves if move.kind == "charge"),
+                    refunds=sum(1 for move in moves if move.kind == "refund"),
+                    net=-sum(move.amount for move in moves),
+                    cost=render.credit_cost if render else None,
+                )
+            )
+    return mismatches
+
+
+def _problem(render: Render | None, moves: list[CreditTransaction]) -> str | None:
+    charges = [move for move in moves if move.kind == "charge"]
+    refunds = [move for move in moves if move.kind == "refund"]
+    net = -sum(move.amount for move in moves)
+    if len(charges) > 1 or len(refunds) > 1:
+        return "more than one charge or refund"
+    if refunds and not charges:
+        return "refund without a charge"
+    if charges and refunds and refunds[0].amount != -charges[0].amount:
+        return "refund differs from the charge"
+    if render is None:
+        return "ledger entries for an unknown render" if moves else None
+    if render.status in (*RenderStatus.IN_FLIGHT, RenderStatus.IN_REVIEW):
+        return None  # not settled yet: the reconciler or a reviewer sees to it
+    delivered = render.status == RenderStatus.COMPLETED and render.delivered_via == "bullmq"
+    if delivered and net != render.credit_cost:
+        return f"delivered to the customer but charged {net} instead of {render.credit_cost}"
+    if not delivered and net != 0:
+        return f"not delivered to the customer but charged {net}"
+    return None

@@ -1,0 +1,1 @@
+"""Local HTTP fakes of outside services, speaking their real wire formats."""

@@ -1,0 +1,48 @@
+"""The benchmark's arithmetic: nearest-rank percentiles, throughput from BullMQ timestamps, and
+targets marked met or not (the figures themselves come from `make bench`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from render_assets.bench.figures import FinishedJob, evaluate_targets, latency_figures, percentile
+
+
+def test_percentiles_are_latencies_some_job_had() -> None:
+    values = [float(v) for v in range(1, 21)]
+    assert percentile(values, 0.5) == 10.0
+    assert percentile(values, 0.95) == 19.0
+    assert percentile([7.0], 0.95) == 7.0
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 0.5)
+
+
+def test_latency_and_throughput_come_from_enqueue_and_finish_times() -> None:
+    jobs = [
+        FinishedJob("1", "completed", enqueued_ms=0, finished_ms=2_000),
+        FinishedJob("2", "completed", enqueued_ms=0, finished_ms=30_000),
+        FinishedJob("3", "failed", enqueued_ms=0, finished_ms=5_000, failed_reason="quality check failed"),
+    ]
+    figures = latency_figures(jobs)
+    assert figures["completed"] == 2 and figures["failed"] == 1
+    assert figures["latency_p50_s"] == 2.0 and figures["latency_max_s"] == 30.0
+    assert figures["throughput_jobs_per_min"] == 4.0  # 2 jobs in 30 s
+    assert figures["failed_reasons"] == ["quality check failed"]
+
+
+def test_targets_are_marked_with_their_figures() -> None:
+    scenarios = {
+        "single_1024": {"latency_p50_s": 5.0, "cpu_s_per_job": 4.0},
+        "burst_60": {"throughput_jobs_per_min": 61.0, "cpu_s_per_job": 2.5},
+        "sustained": {"latency_p95_s": 40.0, "failed": 1},
+        "single_1024_100k_partitions": {"latency_p50_s": 5.5, "cpu_s_per_job": 5.0},
+    }
+    verdicts = {v["target"]: (v["figure"], v["met"]) for v in evaluate_targets(scenarios)}
+    assert verdicts["single 1024x1024 p50 <= 4 s"] == (5.0, False)
+    assert verdicts["burst throughput >= 60 jobs/min"] == (61.0, True)
+    assert verdicts["burst CPU per job <= 2 s"] == (2.5, False)
+    assert verdicts["sustained p95 <= 60 s"] == (40.0, True)
+    assert verdicts["sustained failures <= 0 jobs"] == (1, False)
+    assert verdicts["latency p50 with many partitions / empty <= 1.2 x"] == (1.1, True)
+    assert verdicts["CPU per job with many partitions / empty <= 1.2 x"] == (1.25, False)
+    assert "single 4096x4096 p50 <= 6 s" not in verdicts  # a scenario that did not run has no verdict
