@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 import pytest
-from bullmq import Job, Queue
 
 from render_assets.cli import main
+from render_assets_tests.bullmq_jobs import bull_job
 from render_assets_tests.conftest import REDIS_URL
 from render_assets_tests.payloads import EXAMPLES, web_app_job
 
@@ -23,19 +22,6 @@ def env(monkeypatch: pytest.MonkeyPatch, database_url: str, queue_name: str, tmp
     return queue_name
 
 
-def job_in_queue(queue_name: str, job_id: str) -> Job:
-    async def fetch() -> Job:
-        queue = Queue(queue_name, {"connection": REDIS_URL})
-        try:
-            job = await Job.fromId(queue, job_id)
-            assert job is not None
-            return job
-        finally:
-            await queue.close()
-
-    return asyncio.run(fetch())
-
-
 def test_enqueue_adds_jobs_as_the_web_app_does(env: str, capsys: pytest.CaptureFixture[str]) -> None:
     files = sorted(EXAMPLES.glob("*.json"))
     assert main(["enqueue", *map(str, files)]) == 0
@@ -43,7 +29,7 @@ def test_enqueue_adds_jobs_as_the_web_app_does(env: str, capsys: pytest.CaptureF
     assert len(ids) == len(files)
     by_tier = {}
     for job_id, path in zip(ids, files, strict=True):
-        job = job_in_queue(env, job_id)
+        job = bull_job(env, job_id)
         assert job.name == "render"
         assert job.data == json.loads(path.read_text())
         assert job.opts["attempts"] == 3 and job.opts["backoff"] == {"type": "exponential", "delay": 1000}

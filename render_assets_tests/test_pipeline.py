@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import time
 from collections.abc import Iterator
@@ -11,7 +10,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from bullmq import Job, Queue
 from dagster import AssetKey
 from PIL import Image
 
@@ -21,7 +19,7 @@ from render_assets.domain.payload import parse_job
 from render_assets.domain.pricing import render_cost
 from render_assets.providers.base import GeneratedImage, GenerationRequest
 from render_assets.resources import ProvidersResource
-from render_assets_tests.conftest import REDIS_URL
+from render_assets_tests.bullmq_jobs import bull_job
 from render_assets_tests.payloads import web_app_job
 from render_assets_tests.stack import InProcessStack, in_process_stack
 
@@ -41,19 +39,6 @@ class BlankProvider:
 class BlankProviders(ProvidersResource):
     def get(self) -> list[Any]:
         return [BlankProvider()]
-
-
-def bull_job(queue_name: str, job_id: str) -> Job:
-    async def fetch() -> Job:
-        queue = Queue(queue_name, {"connection": REDIS_URL})
-        try:
-            job = await Job.fromId(queue, job_id)
-            assert job is not None
-            return job
-        finally:
-            await queue.close()
-
-    return asyncio.run(fetch())
 
 
 def transactions(stack: InProcessStack, render_id: str) -> list[tuple[str, int]]:

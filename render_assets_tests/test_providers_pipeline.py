@@ -3,7 +3,6 @@ masters, failover, and one charge whatever the providers do."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,14 +10,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from bullmq import Job, Queue
 from dagster import AssetKey, ExecuteInProcessResult
 from PIL import Image
 
 from render_assets.domain.models import CreditTransaction
 from render_assets.domain.payload import parse_job
 from render_assets.domain.pricing import render_cost
-from render_assets_tests.conftest import REDIS_URL
+from render_assets_tests.bullmq_jobs import bull_job
 from render_assets_tests.fakes.image_apis import FakeImageApis
 from render_assets_tests.fakes.providers import OPENAI_TEST_KEY, difference, forget, resource, unique_prefix
 from render_assets_tests.payloads import web_app_job
@@ -36,19 +34,6 @@ def prefix() -> Iterator[str]:
     name = unique_prefix()
     yield name
     forget(name)
-
-
-def bull_job(queue_name: str, job_id: str) -> Job:
-    async def fetch() -> Job:
-        queue = Queue(queue_name, {"connection": REDIS_URL})
-        try:
-            job = await Job.fromId(queue, job_id)
-            assert job is not None
-            return job
-        finally:
-            await queue.close()
-
-    return asyncio.run(fetch())
 
 
 def ledger(stack: InProcessStack, render_id: str) -> list[tuple[str, int]]:

@@ -3,7 +3,6 @@ web app does, examples, local files, health and metrics (real Redis, real databa
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Iterator
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bullmq import Job, Queue
 from prometheus_client.parser import text_string_to_metric_families
 
 from render_assets.domain import renders
@@ -23,7 +21,7 @@ from render_assets.web.access_log import ACCESS_LOGGER, RedactTokens, redact
 from render_assets.web.access_log import install as install_redaction
 from render_assets.web.auth import render_token
 from render_assets.web.settings import WebSettings
-from render_assets_tests.conftest import REDIS_URL
+from render_assets_tests.bullmq_jobs import bull_job
 from render_assets_tests.payloads import EXAMPLES, web_app_job
 from render_assets_tests.progress_server import Worker, read_sse, serving, unique_prefix
 from render_assets_tests.progress_server import web_settings as make_settings
@@ -41,19 +39,6 @@ def db(database_url: str) -> Iterator[Database]:
     database = Database(database_url)
     yield database
     database.dispose()
-
-
-def bull_job(queue_name: str, job_id: str) -> Job:
-    async def fetch() -> Job:
-        queue = Queue(queue_name, {"connection": REDIS_URL})
-        try:
-            job = await Job.fromId(queue, job_id)
-            assert job is not None
-            return job
-        finally:
-            await queue.close()
-
-    return asyncio.run(fetch())
 
 
 # -- access -------------------------------------------------------------------------------------
