@@ -6,7 +6,6 @@ import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -17,28 +16,12 @@ from render_assets.domain import ledger, renders
 from render_assets.domain.models import CreditTransaction, RenderStatus
 from render_assets.domain.payload import parse_job
 from render_assets.domain.pricing import render_cost
-from render_assets.providers.base import GeneratedImage, GenerationRequest
-from render_assets.resources import ProvidersResource
 from render_assets_tests.bullmq_jobs import bull_job
+from render_assets_tests.fakes.blank_provider import BlankProviders
 from render_assets_tests.payloads import web_app_job
 from render_assets_tests.stack import InProcessStack, in_process_stack
 
 RENDER_ASSET_KEYS = [AssetKey(name) for name in ("render_prompt", "raw_render", "qa_verdict", "cdn_image")]
-
-
-class BlankProvider:
-    """A provider of our own that draws a flat grey image, which QA must refuse."""
-
-    name = "blank"
-
-    def generate(self, request: GenerationRequest) -> GeneratedImage:
-        image = Image.new("RGB", (request.width, request.height), (128, 128, 128))
-        return GeneratedImage(image=image, provider=self.name, model="flat", latency_s=0.0)
-
-
-class BlankProviders(ProvidersResource):
-    def get(self) -> list[Any]:
-        return [BlankProvider()]
 
 
 def transactions(stack: InProcessStack, render_id: str) -> list[tuple[str, int]]:

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import sentry_sdk
-from PIL import Image
 
 from render_assets.domain import renders
 from render_assets.domain.database import Database
@@ -26,6 +25,7 @@ from render_assets.observability.sentry import init_sentry
 from render_assets.providers.base import ErrorKind, GeneratedImage, GenerationRequest, ProviderError
 from render_assets.resources import ProvidersResource
 from render_assets.services.failure_reports import StepFailure, report_failure
+from render_assets_tests.fakes.blank_provider import BlankProviders
 from render_assets_tests.payloads import web_app_job
 from render_assets_tests.sentry_capture import CollectingTransport, captured_sentry
 from render_assets_tests.stack import in_process_stack
@@ -59,19 +59,6 @@ class LeakyProvider:
 class LeakyProviders(ProvidersResource):
     def get(self) -> list[Any]:
         return [LeakyProvider()]
-
-
-class BlankProvider:
-    name = "blank"
-
-    def generate(self, request: GenerationRequest) -> GeneratedImage:
-        image = Image.new("RGB", (request.width, request.height), (128, 128, 128))
-        return GeneratedImage(image=image, provider=self.name, model="flat", latency_s=0.0)
-
-
-class BlankProviders(ProvidersResource):
-    def get(self) -> list[Any]:
-        return [BlankProvider()]
 
 
 def planted_job() -> dict[str, Any]:
