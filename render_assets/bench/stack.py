@@ -78,7 +78,7 @@ class BenchStack:
 
     def start(self) -> float:
         """Start the daemon and wait until the sensor ticks; returns the seconds it took."""
-        _initialize_instance(self.home)
+        initialize_instance(self.home)
         started = time.time()
         daemon = shutil.which("dagster-daemon", path=self.env["PATH"])
         if daemon is None:
@@ -134,7 +134,7 @@ class BenchStack:
                 with contextlib.suppress(Exception):  # storage not created yet
                     beats = instance.get_daemon_heartbeats()
                     fresh = {name for name, beat in beats.items() if beat.timestamp >= started - 1}
-                    if all(name in fresh for name in REQUIRED_DAEMONS) and _sensor_ticked(instance, started):
+                    if all(name in fresh for name in REQUIRED_DAEMONS) and sensor_ticked(instance, started):
                         return
                 time.sleep(0.5)
         finally:
@@ -149,7 +149,7 @@ def running(stack: BenchStack) -> Iterator[BenchStack]:
         yield stack
     finally:
         stack.stop()
-        _drop_queue(stack.redis_url, stack.queue_name)
+        drop_queue(stack.redis_url, stack.queue_name)
 
 
 def session_members(session_id: int) -> list[int]:
@@ -168,7 +168,7 @@ def session_members(session_id: int) -> list[int]:
     return members
 
 
-def _initialize_instance(home: Path) -> None:
+def initialize_instance(home: Path) -> None:
     # Create the SQLite storages before the daemon and its code server open them at the same moment
     # (both would stamp alembic_version and the code server would refuse to load).
     from dagster import DagsterInstance
@@ -184,7 +184,7 @@ def _initialize_instance(home: Path) -> None:
         instance.dispose()
 
 
-def _sensor_ticked(instance: object, since: float) -> bool:
+def sensor_ticked(instance: object, since: float) -> bool:
     from dagster import DagsterInstance
     from dagster._core.scheduler.instigation import InstigatorType
 
@@ -197,7 +197,7 @@ def _sensor_ticked(instance: object, since: float) -> bool:
     return False
 
 
-def _drop_queue(redis_url: str, queue_name: str) -> None:
+def drop_queue(redis_url: str, queue_name: str) -> None:
     import redis
 
     client = redis.Redis.from_url(redis_url)

@@ -1,3 +1,5 @@
+from dataclasses import fields
+
 import redis
 from dagster import ConfigurableResource
 
@@ -12,20 +14,20 @@ class ProvidersResource(ConfigurableResource):
     (circuit breakers and per-run retry budgets, in Redis)."""
 
     order: str = "local"
-    local_latency_s: float = 0.0
+    local_latency_s: float = ProviderSettings.local_latency_s
     redis_url: str = "redis://127.0.0.1:6379/0"
     state_prefix: str = "render:providers"
     google_project: str | None = None
-    google_region: str = "global"
-    google_image_model: str = "gemini-3.1-flash-image"
-    google_image_route: str = "gemini"
+    google_region: str = ProviderSettings.google_region
+    google_image_model: str = ProviderSettings.google_image_model
+    google_image_route: str = ProviderSettings.google_image_route
     google_upscale_model: str | None = None
     google_api_endpoint: str | None = None
-    google_timeout_s: float = 60.0
+    google_timeout_s: float = ProviderSettings.google_timeout_s
     openai_api_key: str | None = None
-    openai_image_model: str = "gpt-image-2"
+    openai_image_model: str = ProviderSettings.openai_image_model
     openai_base_url: str | None = None
-    openai_timeout_s: float = 90.0
+    openai_timeout_s: float = ProviderSettings.openai_timeout_s
     job_deadline_s: float = 120.0
     breaker_failures: int = 3
     breaker_window_s: float = 60.0
@@ -35,20 +37,8 @@ class ProvidersResource(ConfigurableResource):
         return build_providers(self.order, settings=self.provider_settings())
 
     def provider_settings(self) -> ProviderSettings:
-        return ProviderSettings(
-            local_latency_s=self.local_latency_s,
-            google_project=self.google_project,
-            google_region=self.google_region,
-            google_image_model=self.google_image_model,
-            google_image_route=self.google_image_route,
-            google_upscale_model=self.google_upscale_model,
-            google_api_endpoint=self.google_api_endpoint,
-            google_timeout_s=self.google_timeout_s,
-            openai_api_key=self.openai_api_key,
-            openai_image_model=self.openai_image_model,
-            openai_base_url=self.openai_base_url,
-            openai_timeout_s=self.openai_timeout_s,
-        )
+        # The resource's fields carry ProviderSettings' names and defaults: one source of both.
+        return ProviderSettings(**{field.name: getattr(self, field.name) for field in fields(ProviderSettings)})
 
     def _redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url)

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from render_assets.bench.stack import drop_queue, initialize_instance, sensor_ticked, session_members
 from render_assets_tests.conftest import REDIS_URL
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -162,7 +163,7 @@ class RenderStack:
     def kill(self) -> None:
         """`kill -9` the daemon, its code server and its run workers, as a crashed machine would."""
         assert self.process is not None
-        for pid in _session_members(self.process.pid):
+        for pid in session_members(self.process.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.process.wait(timeout=10)
@@ -192,18 +193,6 @@ class RenderStack:
         )
 
 
-def _sensor_ticked(instance: Any, since: float) -> bool:
-    from dagster._core.scheduler.instigation import InstigatorType
-
-    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-        if state.name != SENSOR_NAME:
-            continue
-        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
-        if ticks and ticks[0].timestamp >= since:
-            return True
-    return False
-
-
 def _wait_healthy(stack: RenderStack, started_at: float) -> float:
     """Until the daemon beats for the sensor and the run queue and the sensor has ticked since start."""
     from dagster import DagsterInstance
@@ -227,7 +216,7 @@ def _wait_healthy(stack: RenderStack, started_at: float) -> float:
                 fresh = {name for name, beat in beats.items() if beat.timestamp >= started_at - 1}
                 if all(name in fresh for name in REQUIRED_DAEMONS):
                     waiting_for = f"the first tick of {SENSOR_NAME}"
-                    if _sensor_ticked(instance, started_at):
+                    if sensor_ticked(instance, started_at):
                         return time.monotonic() - waited_from
             except Exception as error:  # storage not created yet by the daemon
                 last_error = f" (last error: {type(error).__name__}: {error})"
@@ -240,40 +229,6 @@ def _wait_healthy(stack: RenderStack, started_at: float) -> float:
     )
 
 
-def _initialize_instance(home: Path) -> None:
-    """Create the instance's SQLite storages before any Dagster process starts: processes that
-    open a fresh DAGSTER_HOME at the same moment can both stamp its alembic_version table, and the
-    code server then refuses to load ("Version table 'alembic_version' has more than one head")."""
-    from dagster import DagsterInstance
-    from dagster._core.scheduler.instigation import InstigatorType
-
-    instance = DagsterInstance.from_config(str(home))
-    try:
-        instance.get_runs_count()
-        instance.get_daemon_heartbeats()
-        instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
-        instance.event_log_storage.get_asset_records()
-    finally:
-        instance.dispose()
-
-
-def _session_members(session_id: int) -> list[int]:
-    """Processes still in the daemon's session (the daemon, its code server, run workers)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        # fields: state ppid pgrp session ...
-        if len(fields) > 3 and int(fields[3]) == session_id and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
-
-
 def _stop(process: subprocess.Popen[bytes]) -> list[int]:
     """SIGTERM the daemon's process group, SIGKILL what is left after the grace period; returns
     the survivors (there should be none: code servers and run workers live in the same group)."""
@@ -281,30 +236,18 @@ def _stop(process: subprocess.Popen[bytes]) -> list[int]:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(group, signal.SIGTERM)
     deadline = time.monotonic() + TERMINATE_GRACE_S
-    while (process.poll() is None or _session_members(group)) and time.monotonic() < deadline:
+    while (process.poll() is None or session_members(group)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if process.poll() is None or _session_members(group):
+    if process.poll() is None or session_members(group):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGKILL)
-        for pid in _session_members(group):  # anything that left the group but not the session
+        for pid in session_members(group):  # anything that left the group but not the session
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)
     time.sleep(0.2)
-    return _session_members(group)
-
-
-def _drop_queue(redis_url: str, queue_name: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"bull:{queue_name}:*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    return session_members(group)
 
 
 def build_stack(
@@ -332,7 +275,7 @@ def build_stack(
     env.update(stack_env)
     env["PYTHONUNBUFFERED"] = "1"
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    _initialize_instance(home)
+    initialize_instance(home)
     return RenderStack(
         root=root,
         home=home,
@@ -354,7 +297,7 @@ def running(stack: RenderStack) -> Iterator[RenderStack]:
         yield stack
     finally:
         survivors = stack.stop()
-        _drop_queue(stack.redis_url, stack.queue_name)
+        drop_queue(stack.redis_url, stack.queue_name)
         if survivors:
             pytest.fail(f"processes of the daemon's session survived teardown: {survivors}")
 
