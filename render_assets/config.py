@@ -72,6 +72,15 @@ OPENAI_IMAGE_TIMEOUT_S = Variable("OPENAI_IMAGE_TIMEOUT_S", "90", "Seconds one o
 RENDER_JOB_DEADLINE_S = Variable(
     "RENDER_JOB_DEADLINE_S", "120", "Seconds image generation may take per run, all retries and failovers included"
 )
+RENDER_SOURCE_IMAGE_HOSTS = Variable(
+    "RENDER_SOURCE_IMAGE_HOSTS",
+    None,
+    "Comma-separated hosts source photos are fetched from (https; host, host:port, *.domain); unset: text-to-image",
+)
+RENDER_SOURCE_IMAGE_MAX_BYTES = Variable("RENDER_SOURCE_IMAGE_MAX_BYTES", "20971520", "Largest source photo fetched")
+RENDER_SOURCE_IMAGE_TIMEOUT_S = Variable(
+    "RENDER_SOURCE_IMAGE_TIMEOUT_S", "10", "Seconds a source photo fetch may take (lookup, connect and body)"
+)
 RENDER_BREAKER_FAILURES = Variable("RENDER_BREAKER_FAILURES", "3", "Consecutive failures that open a breaker")
 RENDER_BREAKER_WINDOW_S = Variable("RENDER_BREAKER_WINDOW_S", "60", "Window in which those failures must fall")
 RENDER_BREAKER_COOLDOWN_S = Variable("RENDER_BREAKER_COOLDOWN_S", "30", "Seconds a breaker stays open before a probe")
@@ -142,6 +151,9 @@ ALL: tuple[Variable, ...] = (
     OPENAI_BASE_URL,
     OPENAI_IMAGE_TIMEOUT_S,
     RENDER_JOB_DEADLINE_S,
+    RENDER_SOURCE_IMAGE_HOSTS,
+    RENDER_SOURCE_IMAGE_MAX_BYTES,
+    RENDER_SOURCE_IMAGE_TIMEOUT_S,
     RENDER_BREAKER_FAILURES,
     RENDER_BREAKER_WINDOW_S,
     RENDER_BREAKER_COOLDOWN_S,

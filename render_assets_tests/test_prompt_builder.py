@@ -330,7 +330,7 @@ def test_worst_case_input_stays_bounded_and_keeps_every_fixed_part() -> None:
 
 
 def test_control_and_format_characters_never_reach_the_prompt() -> None:
-    user = "garden\u202e\u200bwith\x1b[2Jroses\x00"
+    user = "garden\u202e\u200bwith\x1b[2Jroses\x01"
     notes = [{"type": "textLabel", "data": {"text": "keep\u2066 the\x07 oak"}}]
     built = build_prompt(job([*notes, plant("Hosta\u200f\x9b")], user=user))
     assert all(ord(char) >= 0x20 and not 0x7F <= ord(char) <= 0x9F for char in built.text)

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from render_assets.domain import imaging
-from render_assets.domain.payload import RenderJob, parse_job
+from render_assets.domain.payload import InvalidJob, RenderJob, parse_job
 from render_assets.domain.prompt import build_prompt, scene_elements, seed_for
 from render_assets.domain.qa import check_image
 from render_assets.providers.base import GenerationRequest
@@ -77,8 +77,8 @@ def test_unknown_category_is_described_by_its_name() -> None:
 
 
 def test_control_characters_are_removed() -> None:
-    user = "a\x00b\x1b[31mc\x7fd\tline\r\nbreak"
-    job = _job([_asset(name="Maple\x1b[2J\x07 tree", category="pla\x00nt")], user=user)
+    user = "a\x01b\x1b[31mc\x7fd\tline\r\nbreak"
+    job = _job([_asset(name="Maple\x1b[2J\x07 tree", category="pla\x01nt")], user=user)
     built = build_prompt(job)
     assert not _has_control(built.text)
     assert "a b [31mc d line break" in built.text
@@ -95,8 +95,6 @@ def test_c1_control_characters_are_removed() -> None:
 @pytest.mark.parametrize(
     ("x", "y", "expected"),
     [
-        (float("nan"), float("inf"), (0.5, 0.5)),
-        (float("-inf"), float("nan"), (0.5, 0.5)),
         (1e308, -1e308, (1.0, 0.0)),
         (-3, 7e6, (0.0, 1.0)),
         ("left", None, (0.5, 0.5)),
@@ -106,11 +104,16 @@ def test_c1_control_characters_are_removed() -> None:
     ],
 )
 def test_positions_are_clamped_and_normalized(x: Any, y: Any, expected: tuple[float, float]) -> None:
-    job = _job([_asset(x=x, y=y, size={"width": float("nan"), "height": 1e300})], resolution="1024x768")
+    job = _job([_asset(x=x, y=y, size={"width": -5, "height": 1e300})], resolution="1024x768")
     [element] = scene_elements(job)
     assert (element.x, element.y) == expected
     assert 0.0 <= element.size <= 1.0
     build_prompt(job)
+
+
+def test_non_finite_positions_are_refused_by_the_payload_before_any_prompt() -> None:
+    with pytest.raises(InvalidJob, match=r"annotations\.0\.data"):
+        _job([_asset(x=float("nan"), y=float("inf"))])
 
 
 def test_huge_integer_positions_do_not_crash() -> None:
@@ -129,7 +132,7 @@ def test_contributions_count_each_kind() -> None:
         _asset(category="hardscape", name="patio"),
         {"type": "assetInstance", "data": "not an object"},
         {"type": "textLabel", "data": {"text": "keep the shed"}},
-        {"type": "textLabel", "data": {"text": " \x00 "}},
+        {"type": "textLabel", "data": {"text": " \x01 "}},
         {"type": "textLabel", "data": None},
     ]
     built = build_prompt(_job(annotations))

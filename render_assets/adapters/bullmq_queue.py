@@ -3,18 +3,23 @@
 The port is asyncio-only while Dagster code is synchronous, so each call runs on its own short
 event loop with its own connection: claims and completions are rare enough (a few per render)
 that the connection set-up (about a millisecond on loopback) does not matter.
+
+Job data is whatever the producer wrote, so this module never decodes it: a claim hands it on
+as text for `parse_job` to judge, and acting on a job reads only BullMQ's own fields. (The port
+decodes data while claiming, after the job moved to active: a job whose data is not JSON, or not
+UTF-8, would raise inside the claim and come back after every lock expiry.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import redis.asyncio as redis
 from bullmq import Job, Queue, UnrecoverableError, Worker
 
 T = TypeVar("T")
@@ -26,7 +31,7 @@ JOB_NAME = "render"
 class ClaimedJob:
     job_id: str
     name: str
-    data: Any
+    data: str  # the job data exactly as stored (JSON text, unless the producer erred)
     attempts_made: int
     attempts_started: int
     max_attempts: int
@@ -59,12 +64,17 @@ class BullQueue:
     def _run(self, make: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(_as_coroutine(make))
 
+    def _connection(self) -> redis.Redis:
+        # Bytes that are not UTF-8 become lone surrogates instead of an exception, which
+        # `parse_job` refuses as "not UTF-8".
+        return redis.Redis.from_url(self.redis_url, decode_responses=True, encoding_errors="surrogateescape")
+
     def _worker(self) -> Worker:
         return Worker(
             self.queue_name,
             None,  # manual processing: no processor
             {
-                "connection": self.redis_url,
+                "connection": self._connection(),
                 "autorun": False,
                 "lockDuration": self.lock_duration_ms,
                 "stalledInterval": self.stalled_interval_ms,
@@ -72,7 +82,7 @@ class BullQueue:
         )
 
     def _queue(self) -> Queue:
-        return Queue(self.queue_name, {"connection": self.redis_url})
+        return Queue(self.queue_name, {"connection": self._connection()})
 
     def claim(self, max_jobs: int) -> list[ClaimedJob]:
         """Move up to `max_jobs` jobs to active under fresh lock tokens, in BullMQ's priority order.
@@ -88,10 +98,11 @@ class BullQueue:
                 claimed = []
                 for _ in range(max_jobs):
                     token = f"render-assets:{uuid.uuid4().hex}"
-                    job = await worker.getNextJob(token)
-                    if job is None:
+                    # What `worker.getNextJob` does, minus decoding the data (see above).
+                    raw, job_id, *_ = await worker.backend.moveToActive(token, worker.opts)
+                    if not raw:
                         break
-                    claimed.append(_claimed(job, token))
+                    claimed.append(_claimed(_job(worker, raw, job_id), raw.get("data", ""), token))
                 return claimed
             finally:
                 await worker.close()
@@ -101,8 +112,8 @@ class BullQueue:
     async def _with_job(self, job_id: str, action: Callable[[Job], Awaitable[T]]) -> T | None:
         queue = self._queue()
         try:
-            job = await Job.fromId(queue, job_id)
-            return None if job is None else await action(job)
+            raw = await queue.backend.getJobData(job_id)
+            return await action(_job(queue, raw, job_id)) if raw else None
         finally:
             await queue.close()
 
@@ -174,34 +185,29 @@ class BullQueue:
         return self._run(add)
 
     def state(self, job_id: str) -> str | None:
-        async def state() -> str | None:
-            queue = self._queue()
-            try:
-                job = await Job.fromId(queue, job_id)
-                return None if job is None else str(await job.getState())
-            finally:
-                await queue.close()
+        async def state(job: Job) -> str:
+            return str(await job.getState())
 
-        return self._run(state)
+        return self._run(lambda: self._with_job(job_id, state))
 
 
 async def _as_coroutine(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
 
 
-def _claimed(job: Job, token: str) -> ClaimedJob:
+def _job(queue: Queue | Worker, raw: dict[str, Any], job_id: str) -> Job:
+    """The job from its Redis hash, as `Job.fromJSON` reads it, but without its data."""
+    return Job.fromJSON(queue, {**raw, "data": "null"}, job_id)
+
+
+def _claimed(job: Job, data: str, token: str) -> ClaimedJob:
     return ClaimedJob(
         job_id=str(job.id),
         name=str(job.name),
-        data=job.data,
+        data=data,
         attempts_made=int(job.attemptsMade or 0),
         attempts_started=int(getattr(job, "attemptsStarted", 0) or 0),
         max_attempts=int(job.opts.get("attempts") or 1),
         token=token,
         enqueued_at_ms=int(job.timestamp or 0),
     )
-
-
-def decode_payload(data: Any) -> Any:
-    """BullMQ's port decodes job data already; a producer that double-encoded gets decoded once more."""
-    return json.loads(data) if isinstance(data, str) else data

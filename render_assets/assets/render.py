@@ -121,6 +121,7 @@ def raw_render(
             breaker=providers.breaker(),
             # One budget per run: Dagster's retries of this step continue it rather than start afresh.
             budget=providers.budget(context.run_id),
+            source_images=providers.source_images(),
         )
     except RenderFailed as error:
         raise _failure(error) from None
@@ -136,6 +137,7 @@ def raw_render(
             "cost_estimate_usd": generated.cost_estimate_usd,
             "native_size": f"{native[0]}x{native[1]}",
             "upscale_method": generated.upscale_method,
+            "reference_image": generated.facts.get("reference_image", "none"),
             "width": generated.image.width,
             "height": generated.image.height,
         }
@@ -151,14 +153,22 @@ def qa_verdict(
     database: DatabaseResource,
     queue: RenderQueueResource,
     storage: BlobStorageResource,
+    providers: ProvidersResource,
 ) -> Iterator[Output[dict[str, Any]]]:
     """Decodes, format, size, blank, exposure, detail, known failure images and duplicates of the
-    organization's earlier renders. A failing image fails the run (BullMQ retries with a new
-    seed); a borderline one is held for manual review: no value, so cdn_image does not run."""
+    organization's earlier renders (not when it edits the customer's photo). A failing image
+    fails the run (BullMQ retries with a new seed); a borderline one is held for manual review:
+    no value, so cdn_image does not run."""
     run = _render_run(context, database)
     try:
         outcome = quality.check_quality(
-            run, database.get(), storage.get(), queue.get(), _publisher(database, queue), raw_render
+            run,
+            database.get(),
+            storage.get(),
+            queue.get(),
+            _publisher(database, queue),
+            raw_render,
+            from_customer_photo=bool(providers.source_hosts()),
         )
     except RenderFailed as error:
         failed = getattr(error, "verdict", None)

@@ -32,6 +32,30 @@ class GenerationRequest:
     # time.monotonic() by which the call must have returned: the job's deadline, set by the
     # failover. Each provider waits at most its own timeout, and never past this.
     deadline: float | None = None
+    # The customer's photo of the site (JPEG or PNG bytes): providers that edit images redesign
+    # it; the others record that they ignored it.
+    reference_image: bytes | None = field(default=None, repr=False)
+
+
+# Put before the design prompt when the provider edits the customer's photo.
+EDIT_INSTRUCTION = (
+    "Redesign the garden in the attached photo of the customer's property. Keep the viewpoint, "
+    "the buildings, the boundaries and the lighting of the photo; change only the landscaping, "
+    "as described below."
+)
+
+
+def edit_prompt(prompt: str) -> str:
+    return f"{EDIT_INSTRUCTION}\n\n{prompt}"
+
+
+def image_media_type(data: bytes) -> str:
+    """The media type of PNG, JPEG or WEBP bytes, from their signature."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "image/jpeg"
 
 
 @dataclass

@@ -17,9 +17,17 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from render_assets.providers import costs, errors
-from render_assets.providers.base import ErrorKind, GeneratedImage, GenerationRequest, ProviderError
+from render_assets.providers.base import (
+    ErrorKind,
+    GeneratedImage,
+    GenerationRequest,
+    ProviderError,
+    edit_prompt,
+    image_media_type,
+)
 from render_assets.providers.decoding import decode_image
 from render_assets.providers.fitting import covers, fit_exact, nearest_aspect
+from render_assets.providers.reply_size import ReplyTooLarge, cap_requests_reply
 
 if TYPE_CHECKING:
     from google.cloud.aiplatform_v1 import PredictionServiceClient
@@ -124,6 +132,10 @@ class GoogleImageProvider:
                 client_options={"api_endpoint": self.api_endpoint},
                 credentials=credentials,
             )
+            # The REST transport reads every reply whole; this hook stops it at our cap (its
+            # requests session is reachable no other way).
+            session = self._client.transport._session  # type: ignore[attr-defined]
+            session.hooks["response"].append(cap_requests_reply)
         return self._client
 
     def generate(self, request: GenerationRequest) -> GeneratedImage:
@@ -172,9 +184,14 @@ class GoogleImageProvider:
         from google.cloud.aiplatform_v1 import types
 
         aspect, tier = gemini_plan(request.width, request.height)
+        parts = [types.Part(text=_with_negative(request))]
+        if request.reference_image is not None:
+            # Image editing: the customer's photo first, then what to make of it.
+            photo = types.Blob(mime_type=image_media_type(request.reference_image), data=request.reference_image)
+            parts = [types.Part(inline_data=photo), types.Part(text=edit_prompt(_with_negative(request)))]
         call = types.GenerateContentRequest(
             model=self._model_path(self.model),
-            contents=[types.Content(role="user", parts=[types.Part(text=_with_negative(request))])],
+            contents=[types.Content(role="user", parts=parts)],
             generation_config=types.GenerationConfig(
                 response_modalities=[types.GenerationConfig.Modality.IMAGE],
                 candidate_count=1,
@@ -183,7 +200,7 @@ class GoogleImageProvider:
             ),
         )
         response = self._call(lambda: self.client().generate_content(request=call, timeout=timeout, retry=None))
-        image_bytes = None
+        image_bytes, mime_type = None, None
         reasons: list[str] = []
         block = response.prompt_feedback.block_reason if "prompt_feedback" in response else 0
         if block:
@@ -191,7 +208,7 @@ class GoogleImageProvider:
         for candidate in response.candidates:
             for part in candidate.content.parts:
                 if "inline_data" in part and part.inline_data.data:
-                    image_bytes = part.inline_data.data
+                    image_bytes, mime_type = part.inline_data.data, part.inline_data.mime_type or None
                     break
             if image_bytes is not None:
                 break
@@ -205,8 +222,8 @@ class GoogleImageProvider:
             if reasons or response.candidates:
                 raise errors.refused(NAME, errors.short("; ".join(reasons) or "the model returned no image"))
             raise errors.malformed(NAME, "no candidates")
-        image = decode_image(NAME, image_bytes)
-        facts = {"aspect_ratio": aspect, "image_size": tier}
+        image = decode_image(NAME, image_bytes, mime_type=mime_type)
+        facts = {"aspect_ratio": aspect, "image_size": tier, "reference_image": _reference_use(request, "edited")}
         return image, facts, costs.gemini_image(self.model, tier)
 
     def _imagen(self, request: GenerationRequest, seed: int, timeout: float) -> Native:
@@ -225,14 +242,17 @@ class GoogleImageProvider:
         filtered = []
         for prediction in predictions:
             if prediction.get("bytesBase64Encoded"):
-                image = decode_image(NAME, prediction["bytesBase64Encoded"])
+                declared = str(prediction.get("mimeType") or "image/png")  # else what outputOptions asked
+                image = decode_image(NAME, prediction["bytesBase64Encoded"], mime_type=declared)
                 break
             if prediction.get("raiFilteredReason"):
                 filtered.append(str(prediction["raiFilteredReason"]))
         if image is None:
             # A fully filtered reply is HTTP 200 with no predictions (or only reasons), not an error.
             raise errors.refused(NAME, errors.short("; ".join(filtered) or "every image was filtered out"))
-        return image, {"aspect_ratio": aspect, "image_size": size}, costs.imagen(self.model)
+        # Imagen generate models take no input image: the render is text-to-image.
+        facts = {"aspect_ratio": aspect, "image_size": size, "reference_image": _reference_use(request, "ignored")}
+        return image, facts, costs.imagen(self.model)
 
     def _upscale(self, image: Image.Image, factor: int, deadline: float) -> Image.Image:
         remaining = deadline - time.monotonic()
@@ -250,10 +270,10 @@ class GoogleImageProvider:
             "outputOptions": {"mimeType": "image/png"},
         }
         predictions = self._predict(self.upscale_model, [instance], parameters, remaining)
-        encoded = next((p["bytesBase64Encoded"] for p in predictions if p.get("bytesBase64Encoded")), None)
-        if encoded is None:
+        found = next((p for p in predictions if p.get("bytesBase64Encoded")), None)
+        if found is None:
             raise errors.malformed(NAME, "the upscaler returned no image")
-        return decode_image(NAME, encoded)
+        return decode_image(NAME, found["bytesBase64Encoded"], mime_type=str(found.get("mimeType") or "image/png"))
 
     def _predict(
         self, model: str, instances: list[dict[str, Any]], parameters: dict[str, Any], timeout: float
@@ -290,6 +310,8 @@ class GoogleImageProvider:
             ) from None
         except gexc.GoogleAPICallError as error:
             raise _from_api_error(error) from None
+        except ReplyTooLarge as error:  # a 200 we cannot use: it may have billed
+            raise errors.malformed(NAME, str(error)) from None
         except requests.exceptions.ConnectTimeout:
             raise errors.timed_out(NAME, after_send=False) from None
         except requests.exceptions.Timeout:
@@ -299,6 +321,10 @@ class GoogleImageProvider:
         except (json_format.ParseError, ValueError) as error:
             # A 200 whose body is not the documented JSON.
             raise errors.malformed(NAME, type(error).__name__) from None
+
+
+def _reference_use(request: GenerationRequest, use: str) -> str:
+    return "none" if request.reference_image is None else use
 
 
 def _time_left(deadline: float) -> float:

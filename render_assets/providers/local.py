@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageChops, ImageDraw
+from PIL import Image, ImageChops, ImageDraw, ImageOps
 
 from .base import GeneratedImage, GenerationRequest, ProviderError, SceneElement
+from .decoding import decode_image
 
 MIN_SIDE, MAX_SIDE = 256, 4096
 RGB = tuple[int, int, int]
@@ -26,6 +27,7 @@ SKIES: list[tuple[RGB, RGB]] = [
 ]
 LAWNS: list[tuple[RGB, RGB]] = [((150, 185, 95), (60, 120, 45)), ((165, 180, 100), (85, 125, 50))]
 SOIL: RGB = (120, 92, 62)
+PHOTO_WEIGHT = 0.75  # share of the customer's photo in the background, when there is one
 
 
 def _jitter(c: RGB, rng: random.Random, amount: int = 18) -> RGB:
@@ -273,6 +275,11 @@ def _grain(img: Image.Image, hz: int, rng: random.Random) -> Image.Image:
     return ImageChops.add(img, Image.merge("RGB", (g, g, g)), 1.0, -128)
 
 
+def _photo(data: bytes, w: int, h: int) -> Image.Image:
+    """The reference photo cover-cropped to the frame."""
+    return ImageOps.fit(decode_image("local", data), (w, h), Image.Resampling.BILINEAR)
+
+
 class LocalProvider:
     """Draws a plausible garden scene locally; no network, no cost, fully deterministic."""
 
@@ -296,6 +303,10 @@ class LocalProvider:
         _hills(d, w, hz, unit, haze, rng)
         _grass(d, w, h, hz, unit, rng)
         element_seed, grain_seed = rng.getrandbits(64), rng.getrandbits(64)
+        if request.reference_image is not None:
+            # The customer's yard under a light procedural wash, the design drawn over it.
+            img = Image.blend(img, _photo(request.reference_image, w, h), PHOTO_WEIGHT)
+            d = ImageDraw.Draw(img, "RGBA")
         generic = _elements(d, request.elements, w, h, hz, element_seed)
         img = _grain(img, hz, random.Random(grain_seed))
         elapsed = time.perf_counter() - start
@@ -307,7 +318,12 @@ class LocalProvider:
             model="procedural-v1",
             latency_s=time.perf_counter() - start,
             cost_estimate_usd=0.0,
-            facts={"seed": request.seed, "elements_drawn": len(request.elements), "generic_markers": generic},
+            facts={
+                "seed": request.seed,
+                "elements_drawn": len(request.elements),
+                "generic_markers": generic,
+                "reference_image": "none" if request.reference_image is None else "blended",
+            },
             seed=request.seed,
             native_size=(w, h),
         )

@@ -1,4 +1,5 @@
-"""OpenAI Images (`POST /v1/images/generations`) through the official `openai` client.
+"""OpenAI Images (`POST /v1/images/generations`, or `/v1/images/edits` with the customer's
+photo) through the official `openai` client.
 
 GPT image models take any WxH with sides divisible by 16, aspect 1:3 to 3:1, at most
 3840x2160, and always answer base64. The SDK's own retries are off: a retry after a read
@@ -11,9 +12,16 @@ import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from render_assets.providers import costs, errors
-from render_assets.providers.base import GeneratedImage, GenerationRequest, ProviderError
+from render_assets.providers.base import (
+    GeneratedImage,
+    GenerationRequest,
+    ProviderError,
+    edit_prompt,
+    image_media_type,
+)
 from render_assets.providers.decoding import decode_image
 from render_assets.providers.fitting import fit_exact
+from render_assets.providers.reply_size import ReplyTooLarge, cap_httpx_reply
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -75,7 +83,12 @@ class OpenAIImageProvider:
             import openai
 
             self._client = openai.OpenAI(
-                api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s
+                api_key=self._api_key,
+                base_url=self.base_url,
+                max_retries=0,
+                timeout=self.timeout_s,
+                # The SDK's own defaults, plus a hook that stops reading a reply at our cap.
+                http_client=openai.DefaultHttpxClient(event_hooks={"response": [cap_httpx_reply]}),
             )
         return self._client
 
@@ -92,24 +105,43 @@ class OpenAIImageProvider:
         prompt = request.prompt
         if request.negative_prompt:  # no negative-prompt field: the exclusions go into the text
             prompt = f"{prompt}\n\nAvoid: {request.negative_prompt}"
-        response = self._call(
-            lambda: self.client().images.generate(
-                model=self.model,
-                prompt=prompt,
-                n=1,
-                size=f"{width}x{height}",
-                quality=quality,
-                output_format="png",
-                timeout=self._timeout(timeout),
+        reference = request.reference_image
+        if reference is not None:
+            # Image editing: GPT image models redesign the customer's photo (/v1/images/edits).
+            media_type = image_media_type(reference)
+            photo = (f"site.{media_type.removeprefix('image/')}", reference, media_type)
+            response = self._call(
+                lambda: self.client().images.edit(
+                    model=self.model,
+                    image=photo,
+                    prompt=edit_prompt(prompt),
+                    n=1,
+                    size=f"{width}x{height}",
+                    quality=quality,
+                    output_format="png",
+                    timeout=self._timeout(timeout),
+                )
             )
-        )
+        else:
+            response = self._call(
+                lambda: self.client().images.generate(
+                    model=self.model,
+                    prompt=prompt,
+                    n=1,
+                    size=f"{width}x{height}",
+                    quality=quality,
+                    output_format="png",
+                    timeout=self._timeout(timeout),
+                )
+            )
         data = getattr(response, "data", None) or []
         encoded = getattr(data[0], "b64_json", None) if data else None
         if not encoded:
             raise errors.malformed(NAME, "no image in data[]")
-        native = decode_image(NAME, encoded)
+        native = decode_image(NAME, encoded, mime_type="image/png")  # the output_format asked for
         fitted = fit_exact(native, request.width, request.height)
         facts: dict[str, Any] = {"size": f"{width}x{height}", "quality": quality, **fitted.facts}
+        facts["reference_image"] = "none" if reference is None else "edited"
         usage = getattr(response, "usage", None)
         if usage is not None and getattr(usage, "total_tokens", None) is not None:
             facts["total_tokens"] = usage.total_tokens
@@ -136,6 +168,8 @@ class OpenAIImageProvider:
 
         try:
             return call()
+        except ReplyTooLarge as error:  # a 200 we cannot use: it may have billed
+            raise errors.malformed(NAME, str(error)) from None
         except openai.APITimeoutError as error:
             connect = type(error.__cause__).__name__ in {"ConnectTimeout", "PoolTimeout"}
             raise errors.timed_out(NAME, after_send=not connect) from None

@@ -3,6 +3,8 @@ from dataclasses import fields
 import redis
 from dagster import ConfigurableResource
 
+from render_assets.adapters.remote_images import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_S, FetchLimits, RemoteImageFetcher
+from render_assets.domain.url_policy import HostAllowlist
 from render_assets.providers.base import ImageProvider
 from render_assets.providers.budget import BudgetSettings, RetryBudget
 from render_assets.providers.circuit_breaker import BreakerSettings, CircuitBreaker
@@ -32,6 +34,10 @@ class ProvidersResource(ConfigurableResource):
     breaker_failures: int = 3
     breaker_window_s: float = 60.0
     breaker_cooldown_s: float = 30.0
+    # The customer's photo (sourceImageUrl): fetched only from these hosts; unset, never fetched.
+    source_image_hosts: str | None = None
+    source_image_max_bytes: int = DEFAULT_MAX_BYTES
+    source_image_timeout_s: float = DEFAULT_TIMEOUT_S
 
     def get(self) -> list[ImageProvider]:
         return build_providers(self.order, settings=self.provider_settings())
@@ -56,3 +62,14 @@ class ProvidersResource(ConfigurableResource):
     def budget(self, run_id: str) -> RetryBudget:
         settings = BudgetSettings(deadline_s=self.job_deadline_s)
         return RetryBudget(self._redis(), f"{self.state_prefix}:budget:{run_id}", settings)
+
+    def source_hosts(self) -> HostAllowlist:
+        return HostAllowlist.parse(self.source_image_hosts)
+
+    def source_images(self) -> RemoteImageFetcher | None:
+        """The fetcher of source photos, or None when no host is allowed (renders are text-to-image)."""
+        hosts = self.source_hosts()
+        if not hosts:
+            return None
+        limits = FetchLimits(max_bytes=self.source_image_max_bytes, timeout_s=self.source_image_timeout_s)
+        return RemoteImageFetcher(hosts, limits=limits)

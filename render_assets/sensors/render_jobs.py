@@ -16,7 +16,7 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 from render_assets import config
 from render_assets.jobs import render_job
 from render_assets.partitions import render_partitions
-from render_assets.resources import DatabaseResource, RenderQueueResource
+from render_assets.resources import DatabaseResource, ProvidersResource, RenderQueueResource
 from render_assets.services import claims
 
 RUN_KEY_TAG = "dagster/run_key"
@@ -52,14 +52,17 @@ def run_exists(instance: DagsterInstance, run_key: str) -> bool:
     default_status=DefaultSensorStatus.RUNNING,
 )
 def render_job_sensor(
-    context: SensorEvaluationContext, database: DatabaseResource, queue: RenderQueueResource
+    context: SensorEvaluationContext,
+    database: DatabaseResource,
+    queue: RenderQueueResource,
+    providers: ProvidersResource,
 ) -> SensorResult | SkipReason:
     """Claims as many BullMQ jobs as there are free run slots, so BullMQ's priorities still order
     the backlog, and requests one run per claim (claims left over by a failed tick first)."""
     db = database.get()
     leftover = [run for run in claims.pending_runs(db) if not run_exists(context.instance, run.run_key)]
     free = run_slots(context.instance) - busy_runs(context.instance) - len(leftover)
-    outcome = claims.claim_jobs(db, queue.get(), free)
+    outcome = claims.claim_jobs(db, queue.get(), free, source_hosts=providers.source_hosts())
     runs = leftover + outcome.runs
     for job_id, reason in outcome.rejected.items():
         context.log.warning(f"BullMQ job {job_id} rejected: {reason}")

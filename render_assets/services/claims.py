@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from render_assets.adapters.bullmq_queue import JOB_NAME, BullQueue, ClaimedJob, JobRef, decode_payload
+from render_assets.adapters.bullmq_queue import JOB_NAME, BullQueue, ClaimedJob, JobRef
 from render_assets.domain import renders
 from render_assets.domain.database import Database
 from render_assets.domain.payload import InvalidJob, parse_job
 from render_assets.domain.renders import BullClaim, ClaimVerdict
+from render_assets.domain.url_policy import HostAllowlist, job_url_problems
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,16 @@ def pending_runs(database: Database) -> list[RunToStart]:
         ]
 
 
-def claim_jobs(database: Database, queue: BullQueue, max_jobs: int) -> TickOutcome:
+def claim_jobs(
+    database: Database, queue: BullQueue, max_jobs: int, *, source_hosts: HostAllowlist | None = None
+) -> TickOutcome:
+    """`source_hosts`: when source photos are fetched, a job whose image URLs the allowlist
+    refuses is rejected here, before anything is charged."""
     outcome = TickOutcome()
     for claimed in queue.claim(max_jobs):
         ref = JobRef(claimed.job_id, claimed.token)
         try:
-            _admit(database, queue, claimed, ref, outcome)
+            _admit(database, queue, claimed, ref, outcome, source_hosts)
         except Exception:
             # Could not record the claim (database down?): give the job back without spending
             # an attempt. If even that fails, the lock expires and BullMQ returns the job.
@@ -66,14 +71,25 @@ def claim_jobs(database: Database, queue: BullQueue, max_jobs: int) -> TickOutco
     return outcome
 
 
-def _admit(database: Database, queue: BullQueue, claimed: ClaimedJob, ref: JobRef, outcome: TickOutcome) -> None:
+def _admit(
+    database: Database,
+    queue: BullQueue,
+    claimed: ClaimedJob,
+    ref: JobRef,
+    outcome: TickOutcome,
+    source_hosts: HostAllowlist | None = None,
+) -> None:
     if claimed.name != JOB_NAME:
-        _reject(queue, ref, outcome, f"unknown job name {claimed.name!r}; this worker handles {JOB_NAME!r}")
+        _reject(queue, ref, outcome, f"unknown job name (this worker handles {JOB_NAME!r} jobs only)")
         return
     try:
-        job = parse_job(decode_payload(claimed.data))
+        job = parse_job(claimed.data)
     except InvalidJob as error:
         _reject(queue, ref, outcome, str(error))
+        return
+    url_problems = job_url_problems(job, source_hosts) if source_hosts else []
+    if url_problems:
+        _reject(queue, ref, outcome, "invalid job payload: " + "; ".join(url_problems))
         return
     run_key = run_key_for(job.renderId, claimed)
     claim = BullClaim(

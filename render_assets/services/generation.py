@@ -1,10 +1,15 @@
 """Stage 2: the image, from the preferred provider or, failing that, the next one that delivers,
-within the run's retry budget and behind the shared circuit breakers."""
+within the run's retry budget and behind the shared circuit breakers. With source images
+enabled (`RENDER_SOURCE_IMAGE_HOSTS`), the customer's photo is fetched first and the providers
+redesign it; a photo the policy refuses fails the render before any provider is asked."""
 
 from __future__ import annotations
 
+from render_assets.adapters.remote_images import RemoteImageFetcher, SourceImageUnavailable
+from render_assets.domain.payload import RenderJob
 from render_assets.domain.progress import Stage
 from render_assets.domain.prompt import BuiltPrompt, scene_elements
+from render_assets.domain.url_policy import SourceImageRefused
 from render_assets.providers.base import GeneratedImage, GenerationRequest, ImageProvider
 from render_assets.providers.budget import RetryBudget
 from render_assets.providers.circuit_breaker import CircuitBreaker
@@ -25,9 +30,12 @@ def generate(
     breaker: CircuitBreaker,
     budget: RetryBudget,
     settings: FailoverSettings | None = None,
+    source_images: RemoteImageFetcher | None = None,
 ) -> GeneratedImage:
-    """The job's preferred provider first (`settings.provider`), then the configured order."""
+    """The job's preferred provider first (`settings.provider`), then the configured order.
+    `source_images`: the fetcher of the customer's photo; None keeps the render text-to-image."""
     progress.publish(run.render_id, run.bull, Stage.GENERATING)
+    reference = source_photo(run.job, source_images)
     width, height = run.job.settings.size
     request = GenerationRequest(
         prompt=prompt.text,
@@ -37,6 +45,7 @@ def generate(
         seed=prompt.seed,
         quality=run.job.settings.quality,
         elements=scene_elements(run.job),
+        reference_image=reference,
     )
     ordered = preferred_first(providers, run.job.settings.provider)
     try:
@@ -50,3 +59,18 @@ def generate(
         generated.native_size = generated.native_size or fitted.native_size
     progress.publish(run.render_id, run.bull, Stage.GENERATED)
     return generated
+
+
+def source_photo(job: RenderJob, source_images: RemoteImageFetcher | None) -> bytes | None:
+    """The job's source photo, ready for the providers; None when source images are off."""
+    if source_images is None:
+        return None
+    try:
+        return source_images.fetch(job.sourceImageUrl, field="sourceImageUrl").data
+    except SourceImageRefused as refused:
+        # The customer's input: the same URL fails again, so no retry, and the charge is refunded.
+        raise RenderFailed(f"invalid job payload: {refused}", permanent=True) from None
+    except SourceImageUnavailable as unavailable:
+        # Worded so no "name: " pair reads as a provider's name in the failure records.
+        reason = f"the source image (sourceImageUrl) could not be fetched, {unavailable.problem}"
+        raise RenderFailed(reason, permanent=False, retry_step=True) from None

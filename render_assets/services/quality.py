@@ -46,7 +46,12 @@ def check_quality(
     queue: BullQueue,
     progress: ProgressPublisher,
     image: Image.Image,
+    *,
+    from_customer_photo: bool = False,
 ) -> QualityOutcome:
+    """`from_customer_photo`: the render edits the customer's photo, so the organization's other
+    renders of that yard look alike by design and the duplicate check is skipped (its hash is
+    still recorded)."""
     organization_id = run.job.organizationId
 
     def find_duplicate(value: int) -> Duplicate | None:
@@ -58,7 +63,7 @@ def check_quality(
     verdict = check_image(
         image,
         run.job.settings.size,
-        find_duplicate=find_duplicate,
+        find_duplicate=None if from_customer_photo else find_duplicate,
         force_review=bool(run.job.settings.forceManualReview),
     )
     if verdict.verdict == "fail":

@@ -1,10 +1,12 @@
 """A local fake of the Vertex AI prediction REST API (Imagen `:predict`, the Imagen upscaler and
-Gemini `:generateContent`) and of the OpenAI Images API, for the real SDK clients.
+Gemini `:generateContent`) and of the OpenAI Images API (generations; edits as multipart/form-data,
+whose files are recorded), for the real SDK clients.
 
 Replies use the documented JSON shapes with base64 image payloads. Faults are injected per
 endpoint (`openai`, `gemini`, `imagen`, `upscale`): 429 storms with Retry-After, 500/503, slow
 replies, content refusals (OpenAI 400 moderation_blocked, Imagen's fully filtered HTTP 200 `{}`,
-Gemini's finishReason IMAGE_SAFETY), malformed bodies, rejected credentials, invalid requests.
+Gemini's finishReason IMAGE_SAFETY), malformed bodies, rejected credentials, invalid requests,
+poisoned images (`fail(endpoint, "poison", poison=name)`, names from `poisons.py`).
 Every request is recorded; calls and billed generations are counted per endpoint.
 
 Each endpoint draws its own recognisable picture (colour blocks over a gradient), so a test can
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.policy
 import functools
+import gzip
 import io
 import json
 import math
@@ -23,11 +27,15 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from render_assets.providers.reply_size import MAX_REPLY_BYTES
+from render_assets_tests.fakes.poisons import oversize_image_b64, poison
 
 ENDPOINTS = ("openai", "gemini", "imagen", "upscale")
 COLOURS = {"openai": (40, 120, 200), "gemini": (200, 80, 40), "imagen": (60, 160, 70)}
@@ -45,12 +53,13 @@ _ROUTE = re.compile(r"^/(v1|v1beta1)/projects/[^/]+/locations/[^/]+/publishers/g
 @dataclass
 class Fault:
     # rate_limit | quota | server_error | slow | refuse | filtered | filtered_reason | malformed | malformed_image
-    # | auth | invalid
+    # | auth | invalid | echo (a 400 quoting the prompt and the key back)
     kind: str
     status: int | None = None
     retry_after: str | None = None
     delay_s: float = 0.0
     times: int | None = None  # None: every call from now on
+    poison: str = ""  # kind "poison": a billed 200 carrying fakes/poisons.py's `poison(name)`
 
 
 def picture(width: int, height: int, colour: tuple[int, int, int], variant: int = 0) -> Image.Image:
@@ -79,6 +88,21 @@ def picture(width: int, height: int, colour: tuple[int, int, int], variant: int 
     return small if (w, h) == (width, height) else small.resize((width, height), Image.Resampling.BILINEAR)
 
 
+def form_data(content_type: str, raw: bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A multipart/form-data body as (text fields, file fields), read with the stdlib's MIME parser."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    fields: dict[str, Any] = {}
+    files: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_content() if part.get_filename() is None else part.get_payload(decode=True)
+        if isinstance(payload, bytes):
+            files[str(name)] = payload
+        else:
+            fields[str(name)] = str(payload)
+    return fields, files
+
+
 def png_b64(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, "PNG", compress_level=1)
@@ -90,6 +114,34 @@ def encoded_picture(width: int, height: int, colour: tuple[int, int, int], varia
     """The picture and its base64 PNG, cached: a 4K PNG takes a second to encode."""
     image = picture(width, height, colour, variant)
     return image, png_b64(image)
+
+
+def poison_reply(endpoint: str, name: str) -> bytes:
+    """A 200 body of `endpoint` carrying poison `name`, in that endpoint's JSON shape."""
+    item = poison(name)
+    if name == "oversize_image":
+        data = oversize_image_b64().encode()  # past the decoder's cap, within the HTTP cap
+    elif name.startswith("oversize_reply"):
+        data = b"A" * (MAX_REPLY_BYTES + 1024)  # past the HTTP cap
+    else:
+        data = base64.b64encode(item.data)
+    if endpoint == "openai":  # no type per image: the reply echoes the output_format asked for
+        fmt = item.mime_type.removeprefix("image/")
+        envelope: dict[str, Any] = {"created": 1, "output_format": fmt, "data": [{"b64_json": "@"}]}
+    elif endpoint == "gemini":
+        part = {"inlineData": {"mimeType": item.mime_type, "data": "@"}}
+        envelope = {"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP"}]}
+    else:
+        envelope = {"predictions": [{"mimeType": item.mime_type, "bytesBase64Encoded": "@"}]}
+    # Spliced rather than serialized: json.dumps of 90 MB of base64 takes a while.
+    before, after = json.dumps(envelope).encode().split(b'"@"')
+    return before + b'"' + data + b'"' + after
+
+
+@functools.lru_cache(maxsize=4)
+def gzipped_poison_reply(endpoint: str) -> bytes:
+    """An oversize reply gzip-compressed to 0.4 MB (compressing it takes 0.7 s: built once)."""
+    return gzip.compress(poison_reply(endpoint, "oversize_reply_gzip"), 1)
 
 
 def gemini_size(aspect: str, tier: str) -> tuple[int, int]:
@@ -106,9 +158,11 @@ class FakeImageApis:
         self.billed_counts: Counter[str] = Counter()
         self.faults: dict[str, list[Fault]] = {endpoint: [] for endpoint in ENDPOINTS}
         self.sent: dict[str, Image.Image] = {}  # the last image each endpoint returned
+        self.reply_encoding = ""  # how 200s are sent: "" (Content-Length), "gzip", "chunked", "gzip+chunked"
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll: shutdown() waits up to one poll interval (the default 0.5 s, per test).
+        self.thread = threading.Thread(target=functools.partial(self.server.serve_forever, 0.05), daemon=True)
 
     # ---- control ---------------------------------------------------------------------------------
 
@@ -173,6 +227,10 @@ class FakeImageApis:
 
             def send(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
                 raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+                if code == 200 and "gzip" in fake.reply_encoding:
+                    raw, headers = gzip.compress(raw, 1), {**(headers or {}), "content-encoding": "gzip"}
+                if code == 200 and "chunked" in fake.reply_encoding:
+                    return self.send_chunked(raw, headers)
                 self.send_response(code)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(raw)))
@@ -184,12 +242,17 @@ class FakeImageApis:
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-                try:
-                    body = json.loads(raw or b"{}")
-                except ValueError:
-                    body = None
+                files: dict[str, bytes] = {}
+                content_type = self.headers.get("content-type") or ""
+                if content_type.startswith("multipart/form-data"):  # OpenAI /images/edits
+                    body, files = form_data(content_type, raw)
+                else:
+                    try:
+                        body = json.loads(raw or b"{}")
+                    except ValueError:
+                        body = None
                 path = self.path
-                if path.split("?")[0].rstrip("/").endswith("/images/generations"):
+                if path.split("?")[0].rstrip("/").endswith(("/images/generations", "/images/edits")):
                     endpoint = "openai"
                 else:
                     match = _ROUTE.match(path)
@@ -211,6 +274,7 @@ class FakeImageApis:
                             "path": path,
                             "headers": headers,
                             "json": body,
+                            "files": files,  # multipart file fields (an edit's image), by name
                             "at": time.time(),
                         }
                     )
@@ -224,6 +288,9 @@ class FakeImageApis:
                     time.sleep(fault.delay_s)
                     fault = None  # then it answers normally, and bills
                 if endpoint == "openai":
+                    edit = path.split("?")[0].endswith("/images/edits")
+                    if edit and not (files.get("image") or files.get("image[]")):
+                        return self.openai_invalid("An image to edit is required.", "image")
                     return self.openai(body, fault)
                 return self.google(endpoint, body, fault)
 
@@ -240,6 +307,32 @@ class FakeImageApis:
                 with fake.lock:
                     fake.billed_counts[endpoint] += 1
                     fake.sent[endpoint] = image
+
+            # -- poisoned images (fakes/poisons.py) --
+            def poisoned(self, endpoint: str, name: str, headers: dict[str, str] | None = None) -> None:
+                self.bill(endpoint, picture(64, 64, (0, 0, 0)))
+                self.close_connection = True  # the client may hang up mid-body
+                if name == "oversize_reply_gzip":
+                    encoded = {**(headers or {}), "content-encoding": "gzip"}
+                    return self.send(200, gzipped_poison_reply(endpoint), encoded)
+                if name == "oversize_reply_chunked":
+                    return self.send_chunked(poison_reply(endpoint, name), headers)
+                return self.send(200, poison_reply(endpoint, name), headers)
+
+            def send_chunked(self, body: bytes, headers: dict[str, str] | None = None) -> None:
+                """A 200 without a Content-Length: the client only learns the size by reading."""
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("transfer-encoding", "chunked")
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                step = 1024 * 1024
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    for start in range(0, len(body), step):
+                        piece = body[start : start + step]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\n\r\n")
 
             # -- OpenAI --
             def openai(self, body: dict[str, Any], fault: Fault | None) -> None:
@@ -297,7 +390,7 @@ class FakeImageApis:
                     message = "Rate limit exceeded for images per minute in organization org-fake."
                     if fault.retry_after is not None:
                         headers["retry-after"] = fault.retry_after
-                    error = {"message": message, "type": "requests", "param": None, "code": code}
+                    error: dict[str, Any] = {"message": message, "type": "requests", "param": None, "code": code}
                     return self.send(429, {"error": error}, headers)
                 if kind == "server_error":
                     error = {"message": "The server had an error processing your request.", "type": "server_error"}
@@ -324,9 +417,16 @@ class FakeImageApis:
                     return self.send(401, {"error": error}, headers)
                 if kind == "invalid":
                     return self.openai_invalid("Invalid value for 'size'.", "size")
+                if kind == "echo":
+                    # Some API errors quote the request back: the prompt, and the key it came with.
+                    key = (self.headers.get("authorization") or "")[7:]
+                    quoted = str(body.get("prompt") or "")
+                    return self.openai_invalid(f"Invalid prompt '{quoted}' (request by key {key}).", "prompt")
                 if kind == "malformed":
                     self.bill("openai", picture(64, 64, COLOURS["openai"]))
                     return self.send(200, b'{"created": 1, "data": [{"b64_json": "iVBOR', headers)
+                if kind == "poison":
+                    return self.poisoned("openai", fault.poison, headers)
                 if kind == "malformed_image":
                     self.bill("openai", picture(64, 64, COLOURS["openai"]))
                     return self.send(200, {"created": 1, "data": [{"b64_json": "bm90IGFuIGltYWdl"}]}, headers)
@@ -370,7 +470,10 @@ class FakeImageApis:
                     )
                     return self.google_error(400, "INVALID_ARGUMENT", message)
                 if kind in ("refuse", "filtered", "filtered_reason") and endpoint == "gemini":
-                    candidate = {"finishReason": "IMAGE_SAFETY", "finishMessage": "Unable to show the generated image."}
+                    candidate: dict[str, Any] = {
+                        "finishReason": "IMAGE_SAFETY",
+                        "finishMessage": "Unable to show the generated image.",
+                    }
                     return self.send(200, {"candidates": [candidate], "usageMetadata": {"promptTokenCount": 9}})
                 if kind == "filtered_reason" and (body.get("parameters") or {}).get("includeRaiReason"):
                     return self.send(200, {"predictions": [{"raiFilteredReason": IMAGEN_FILTERED}]})
@@ -379,6 +482,8 @@ class FakeImageApis:
                 if kind == "malformed":
                     self.bill(endpoint, picture(64, 64, (0, 0, 0)))
                     return self.send(200, b'{"predictions": [{"bytesBase64Encoded": "iVBOR')
+                if kind == "poison":
+                    return self.poisoned(endpoint, fault.poison)
                 if kind == "malformed_image":
                     self.bill(endpoint, picture(64, 64, (0, 0, 0)))
                     junk = base64.b64encode(b"not an image").decode()
