@@ -14,6 +14,7 @@ from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.bench.stack_bench import add_bench_command
 from render_assets.cli_review import add_review_command
 from render_assets.cli_stats import add_stats_command
+from render_assets.cli_token import add_token_command
 from render_assets.domain import ledger, renders
 from render_assets.domain.database import Database
 from render_assets.domain.payload import InvalidJob, parse_job
@@ -203,6 +204,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_stats_command(commands)
     add_review_command(commands)
+    add_token_command(commands)
     add_bench_command(commands)
 
     database = commands.add_parser("db", help="database schema").add_subparsers(required=True)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
+from render_assets.observability.logs import install_record_scrubbing
 from render_assets.observability.scrubbing import (
     FILTERED,
     scrub_breadcrumb,
     scrub_event,
+    scrub_exception,
     scrub_text,
     scrub_value,
     sensitive_strings,
 )
+from render_assets.services.failure_reports import payload_sensitive_strings
 
 OPENAI_KEY = "sk-proj-Q3vX9aB7cD2eF4gH6iJ8kL0mN1oP"
 GOOGLE_KEY = "AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW"
@@ -117,3 +122,92 @@ def test_an_event_is_scrubbed_everywhere_but_its_identifiers() -> None:
 def test_a_breadcrumb_is_scrubbed_when_recorded() -> None:
     crumb = scrub_breadcrumb({"message": f"POST with {OPENAI_KEY}", "data": {"url": "https://u:p4ssw0rd@x.io/"}})
     assert OPENAI_KEY not in crumb["message"] and "p4ssw0rd" not in crumb["data"]["url"]
+
+
+def test_any_four_word_run_of_a_registered_text_is_replaced_however_it_comes_back() -> None:
+    brief = "Aunt Matilda wants a lavender spiral maze behind the cobalt greenhouse"
+    with sensitive_strings.registered([f"{brief}. Call Bearer abc123opaque"]):
+        # Quoted inside a longer text, cut short, re-spaced and with its key masked already.
+        quoted = scrub_text(f"Invalid prompt: 'Client brief: \"{brief}. Call ***\". Rendered' (400)")
+        cut = scrub_text(f"Invalid prompt 'Client brief: \"{brief[:40]}")
+        spaced = scrub_text("AUNT  Matilda\nwants a lavender")
+    assert "Matilda" not in quoted and "greenhouse" not in quoted and quoted.startswith("Invalid prompt")
+    assert quoted.endswith("Rendered' (400)")
+    assert "lavender spiral" not in cut and "Invalid prompt 'Client brief:" in cut
+    assert spaced == "[redacted]"
+    # Three words in a row are not enough, and nothing is replaced once the run is over.
+    assert scrub_text("a lavender spiral") == "a lavender spiral"
+
+
+def test_three_common_words_of_a_registered_text_stay() -> None:
+    with sensitive_strings.registered(["keep the oak tree by the pond"]):
+        assert scrub_text("keep the oak") == "keep the oak"
+        assert scrub_text("please keep the oak tree") == "please [redacted]"
+
+
+def test_an_errors_text_is_scrubbed_in_place_with_its_causes() -> None:
+    try:
+        try:
+            raise ConnectionError(f"upstream refused {OPENAI_KEY}")
+        except ConnectionError as cause:
+            raise RuntimeError("wrapped for jane@example.com", 3) from cause
+    except RuntimeError as error:
+        scrub_exception(error)
+        assert error.args == ("wrapped for [email]", 3)
+        assert OPENAI_KEY not in str(error.__cause__)
+
+
+class Keeper(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_every_log_record_is_scrubbed_when_made_whatever_handles_it() -> None:
+    install_record_scrubbing()
+    install_record_scrubbing()  # idempotent: one wrapper, not two
+    factory = logging.getLogRecordFactory()
+    assert getattr(factory, "_render_assets_scrubbing", False)
+    logger = logging.getLogger("some.library")
+    seen: list[logging.LogRecord] = []
+    handler = Keeper(seen)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("calling with Authorization: Bearer %s for %s", "opaqueToken123", "jane@example.com")
+        logger.warning('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/r/x?token=abc123", "1.1", 200)
+        logger.warning("plain %s line %d", "ordinary", 7)
+        try:
+            raise ValueError(f"bad key {OPENAI_KEY}")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    bearer, access, plain, failure = seen
+    # A secret made of parts (the scheme in the message, the value in an argument): flattened.
+    assert bearer.args == () and "opaqueToken123" not in bearer.msg and "jane@" not in bearer.msg
+    # Clean once each argument is scrubbed: the shape stays (uvicorn's access formatter unpacks it).
+    assert access.args == ("127.0.0.1:5", "GET", "/r/x?token=[Filtered]", "1.1", 200)
+    assert (plain.msg, plain.args) == ("plain %s line %d", ("ordinary", 7))
+    assert failure.exc_text is not None and OPENAI_KEY not in failure.exc_text
+    assert OPENAI_KEY not in logging.Formatter().format(failure)
+
+
+def test_a_payloads_free_text_is_sensitive_but_its_catalogue_words_are_not() -> None:
+    payload = {
+        "prompt": {"system": "You render gardens.", "user": "a pond where my dog Rex sleeps"},
+        "annotations": [
+            {"type": "assetInstance", "data": {"category": "plant", "name": "Japanese maple", "x": 0.2}},
+            {"type": "textLabel", "data": {"text": "call Maria about the fence"}},
+        ],
+        "sourceImageUrl": "https://photos.example.com/yard.jpg?sig=abc",
+    }
+    sensitive = payload_sensitive_strings(payload)
+    assert "a pond where my dog Rex sleeps" in sensitive
+    assert "call Maria about the fence" in sensitive
+    assert "https://photos.example.com/yard.jpg?sig=abc" in sensitive
+    assert not {"plant", "Japanese maple"} & set(sensitive)

@@ -19,7 +19,7 @@ from render_assets.domain.payload import MAX_PAYLOAD_BYTES
 from render_assets.domain.progress import Stage
 from render_assets.web.access_log import ACCESS_LOGGER, RedactTokens, redact
 from render_assets.web.access_log import install as install_redaction
-from render_assets.web.auth import render_token
+from render_assets.web.auth import mint_token
 from render_assets.web.settings import WebSettings
 from render_assets_tests.bullmq_jobs import bull_job
 from render_assets_tests.payloads import EXAMPLES, web_app_job
@@ -50,7 +50,7 @@ def test_with_a_secret_each_render_needs_its_own_token(sqlite_url: str, prefix: 
     other = Worker(database, prefix).claim()
     worker.stage(Stage.CHARGED)
     worker.complete()
-    token = render_token(SECRET, worker.render_id)
+    token = mint_token(SECRET, worker.render_id)
     with serving(make_settings(sqlite_url, prefix, sse_secret=SECRET)) as base:
         for path in (f"/renders/{worker.render_id}/events", f"/renders/{worker.render_id}"):
             missing = httpx.get(base + path)
@@ -58,7 +58,7 @@ def test_with_a_secret_each_render_needs_its_own_token(sqlite_url: str, prefix: 
             assert missing.headers["www-authenticate"] == "Bearer"
             assert httpx.get(f"{base}{path}?token={'0' * 64}").status_code == 401
             # A valid token, but for another render.
-            assert httpx.get(f"{base}{path}?token={render_token(SECRET, other.render_id)}").status_code == 401
+            assert httpx.get(f"{base}{path}?token={mint_token(SECRET, other.render_id)}").status_code == 401
             assert httpx.get(f"{base}{path}", headers={"Authorization": "Bearer nope"}).status_code == 401
         assert httpx.get(f"{base}/renders/{worker.render_id}?token={token}").json()["status"] == "completed"
         bearer = httpx.get(f"{base}/renders/{worker.render_id}", headers={"Authorization": f"Bearer {token}"})
@@ -68,15 +68,16 @@ def test_with_a_secret_each_render_needs_its_own_token(sqlite_url: str, prefix: 
         # Enqueueing spends credits: with a secret it needs the new render's token too.
         data = web_app_job()
         assert httpx.post(f"{base}/renders", json=data).status_code == 401
-        authorized = {"Authorization": f"Bearer {render_token(SECRET, data['renderId'])}"}
+        authorized = {"Authorization": f"Bearer {mint_token(SECRET, data['renderId'])}"}
         assert httpx.post(f"{base}/renders", json=data, headers=authorized).status_code == 202
     database.dispose()
 
 
-def test_tokens_are_the_hex_hmac_sha256_of_the_render_id() -> None:
-    # As the web app computes them: crypto.createHmac("sha256", secret).update(renderId).digest("hex")
-    assert render_token("key", "The quick brown fox jumps over the lazy dog") == (
-        "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+def test_tokens_are_the_expiry_and_the_hex_hmac_sha256_of_render_id_and_expiry() -> None:
+    # As the web app computes them (README): `${expires}.${crypto.createHmac("sha256", secret)
+    # .update(`${renderId}:${expires}`).digest("hex")}`; this value came from Node 20.
+    assert mint_token("key", "render-1", ttl_s=60, now=1_700_000_000) == (
+        "1700000060.ab94895dc7ee3efd05f9e8bc63c6bc9ba06024db98134b135a320a7b87b8f7b0"
     )
 
 
@@ -289,7 +290,7 @@ def test_a_served_request_with_a_token_is_logged_without_it(
     sqlite_url: str, prefix: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     install_redaction()  # as `render-assets serve` does
-    token = render_token(SECRET, "render-logged")
+    token = mint_token(SECRET, "render-logged")
     with serving(make_settings(sqlite_url, prefix, sse_secret=SECRET), log_level="info") as base:
         assert httpx.get(f"{base}/renders/render-logged?token={token}").status_code == 404
     logged = capfd.readouterr()

@@ -19,17 +19,19 @@ def driver_url(url: str) -> str:
 
 
 def make_engine(url: str) -> Engine:
+    # hide_parameters: a statement's error message (logged, in the Dagster event log, sent to
+    # Sentry) would otherwise quote the values bound to it, a payload's prompt among them.
     url = driver_url(url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, hide_parameters=True)
 
 
 def _sqlite_engine(url: str) -> Engine:
     # Several run processes write at once: WAL lets readers proceed, BEGIN IMMEDIATE takes the
     # write lock up front so two read-then-write transactions cannot deadlock, and the busy
     # timeout makes writers queue instead of failing.
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -13,7 +13,9 @@ IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 DIGEST_CHARS = 16  # 64 bits of SHA-256: collisions within one render's folder are not a concern
 DELIVERED_ROOT = "renders"
 
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Ids as the payload allows them (ASCII letters, digits, '-' and '_'): no '/', '.', '%', NUL or
+# look-alike letters can reach a name. Use with fullmatch (`$` would let a trailing newline by).
+SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _VARIANT = re.compile(r"[a-z]{1,16}")
 MEDIA_TYPES_BY_EXTENSION = {
     extension: imaging.MEDIA_TYPES[image_format] for image_format, extension in imaging.EXTENSIONS.items()
@@ -26,7 +28,7 @@ def render_folder(organization_id: str, project_id: str, render_id: str) -> str:
     The payload validates the ids already; this guard keeps the key builder safe on its own.
     """
     for label, value in (("organizationId", organization_id), ("projectId", project_id), ("renderId", render_id)):
-        if not _ID.fullmatch(value):
+        if not SAFE_ID.fullmatch(value):
             raise ValueError(f"{label} is not a safe object-name segment (letters, digits, - and _, 1-64 chars)")
     return f"{DELIVERED_ROOT}/{organization_id}/{project_id}/{render_id}"
 

@@ -1,6 +1,7 @@
 """Dagster glue: a decorator for each asset and one for the failure hook.
 
-`observe_stage` wraps an asset's body: the render's id on every log line, a Sentry transaction,
+`observe_stage` wraps an asset's body: the render's id on every log line, the render's own words
+registered with the scrubber (and scrubbed from a failing step's error), a Sentry transaction,
 the step's duration (and QA score, when the step reports one) as numeric output metadata the
 Dagster UI plots across partitions, and a timing row for `render-assets stats`.
 `reports_failures` wraps the failure hook: its lines carry the render's id, and once it has
@@ -24,7 +25,7 @@ from render_assets.domain import renders, stage_timings
 from render_assets.domain.quality_scores import as_score
 from render_assets.domain.stage_timings import FAILURE, SUCCESS, StepTry
 from render_assets.observability.logs import log_context
-from render_assets.observability.scrubbing import sensitive_strings
+from render_assets.observability.scrubbing import scrub_exception, sensitive_strings
 from render_assets.observability.sentry import stage_transaction
 from render_assets.services.failure_reports import StepFailure, payload_sensitive_strings, report_failure
 
@@ -174,7 +175,8 @@ def observe_stage(fn: Callable[P, R]) -> Callable[P, R]:
                             reported = {**_output_metadata(step.context), **_plain_all(item.metadata)}
                             item = item.with_metadata({**item.metadata, **step.metrics(item.value, reported)})
                         yield item
-                except BaseException:
+                except BaseException as error:
+                    scrub_exception(error)  # while the render's words are registered
                     step.record(FAILURE)
                     raise
                 step.record(SUCCESS)
@@ -187,7 +189,8 @@ def observe_stage(fn: Callable[P, R]) -> Callable[P, R]:
         with step.active():
             try:
                 result = fn(*args, **kwargs)
-            except BaseException:
+            except BaseException as error:
+                scrub_exception(error)  # while the render's words are registered
                 step.record(FAILURE)
                 raise
             step.context.add_output_metadata(step.metrics(result, _output_metadata(step.context)))

@@ -5,12 +5,17 @@ instrumentation and the failure hook set; a filter on the handler copies them on
 logged meanwhile by the project's (and any library's) stdlib loggers. Lines written through
 Dagster's `context.log` go to Dagster's own handlers and event log, where the run and step are
 part of every entry already.
+
+Every record is scrubbed when it is made (`install_record_scrubbing`, a log record factory), so
+no handler sees a secret: not ours, not Dagster's console or event log, not a library's or a
+test runner's. Our formatters scrub again, for records made by other means.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import numbers
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +31,8 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [render=%(renderId)s stage=%(s
 
 _log_context: ContextVar[dict[str, str] | None] = ContextVar("render_log_context", default=None)
 _HANDLER_MARK = "_render_assets_handler"
+_FACTORY_MARK = "_render_assets_scrubbing"
+_TRACEBACKS = logging.Formatter()
 
 
 @contextmanager
@@ -95,14 +102,66 @@ class StderrHandler(logging.StreamHandler[Any]):
         pass
 
 
+def _scrub_args(record: logging.LogRecord) -> bool:
+    """Scrub a record's message and arguments one by one, keeping its shape (formatters such as
+    uvicorn's access formatter unpack `args`); False when the result would still not be clean."""
+    args = record.args
+    if not isinstance(record.msg, str) or not isinstance(args, tuple):
+        return False
+    if not all(isinstance(arg, str | numbers.Number) or arg is None for arg in args):
+        return False
+    scrubbed_args = tuple(scrub_text(arg) if isinstance(arg, str) else arg for arg in args)
+    scrubbed_msg = scrub_text(record.msg)
+    try:
+        message = scrubbed_msg % scrubbed_args
+    except (TypeError, ValueError):
+        return False
+    if scrub_text(message) != message:  # a secret made of parts (a scheme in msg, its value in args)
+        return False
+    record.msg, record.args = scrubbed_msg, scrubbed_args
+    return True
+
+
+def scrub_record(record: logging.LogRecord) -> logging.LogRecord:
+    """The record without secrets: its message, its traceback and its stack."""
+    try:
+        message = record.getMessage()
+    except Exception:
+        return record  # a malformed call: logging reports it when a handler formats the record
+    scrubbed = scrub_text(message)
+    if scrubbed != message and not _scrub_args(record):
+        record.msg, record.args = scrubbed, ()
+    if record.exc_info and not record.exc_text:
+        # Formatters use a record's cached traceback text: the scrubbed one.
+        record.exc_text = scrub_text(_TRACEBACKS.formatException(record.exc_info))
+    if record.stack_info:
+        record.stack_info = scrub_text(record.stack_info)
+    return record
+
+
+def install_record_scrubbing() -> None:
+    """Scrub every log record of the process as it is made (once; a second call does nothing)."""
+    current = logging.getLogRecordFactory()
+    if getattr(current, _FACTORY_MARK, False):
+        return
+
+    def scrubbed_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        return scrub_record(current(*args, **kwargs))
+
+    setattr(scrubbed_record, _FACTORY_MARK, True)
+    logging.setLogRecordFactory(scrubbed_record)
+
+
 def configure_logging(log_format: str | None, level: str | None = None) -> None:
-    """Install one handler on the root logger (again on a second call: it replaces its own)."""
+    """Install one handler on the root logger (again on a second call: it replaces its own), and
+    scrub every record of the process."""
     chosen = (log_format or "text").strip().lower()
     if chosen not in FORMATS:
         raise ValueError(f"LOG_FORMAT must be one of {', '.join(FORMATS)}, got {log_format!r}")
     level_name = (level or "INFO").strip().upper()
     if not isinstance(logging.getLevelName(level_name), int):
         raise ValueError(f"LOG_LEVEL must be a logging level such as INFO or DEBUG, got {level!r}")
+    install_record_scrubbing()
     handler = StderrHandler()
     handler.setFormatter(JsonFormatter() if chosen == "json" else ScrubbingFormatter(TEXT_FORMAT))
     handler.addFilter(RenderContextFilter())

@@ -3,11 +3,16 @@
 Three layers: patterns that catch credentials and e-mail addresses in any text; keys whose values
 never leave (payload fields such as `prompt` and `annotations`, and anything named like a
 password, token or key); and per-run sensitive strings (a render's own prompt text), registered
-while the run's failure is reported, since no pattern can recognise free text.
+while the run's steps and its failure report run, since no pattern can recognise free text.
+
+Free text rarely comes back verbatim: a provider quotes the prompt we built from it (cleaned,
+quoted), cut at some length, with a key in it already masked. So besides the whole string, any
+run of `MIN_SENSITIVE_WORDS` consecutive words of it is replaced, wherever it appears.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -20,6 +25,7 @@ FILTERED = "[Filtered]"
 EMAIL = "[email]"
 REDACTED = "[redacted]"
 MIN_SENSITIVE_CHARS = 4  # shorter strings would blank out ordinary words
+MIN_SENSITIVE_WORDS = 4  # a run of this many of a sensitive text's words is the text's (3 is too common)
 MAX_DEPTH = 12
 
 _CREDENTIAL_PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
@@ -46,6 +52,7 @@ _CREDENTIAL_PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), EMAIL),
 )
 _TOKEN_CANDIDATE = re.compile(r"[A-Za-z0-9+/_=-]{32,}")
+_WORD = re.compile(r"\w+")
 _HEX = re.compile(r"[0-9a-fA-F]{32,}")
 
 # Payload fields: whatever they hold is the user's (prompt text, annotation labels, image URLs).
@@ -82,6 +89,11 @@ def _looks_like_token(match: re.Match[str]) -> str:
     return FILTERED if mixed else candidate
 
 
+def _word_runs(text: str) -> set[tuple[str, ...]]:
+    words = [word.casefold() for word in _WORD.findall(text)]
+    return {tuple(words[i : i + MIN_SENSITIVE_WORDS]) for i in range(len(words) - MIN_SENSITIVE_WORDS + 1)}
+
+
 class SensitiveStrings:
     """Strings to replace wherever they appear, registered for as long as a run needs them."""
 
@@ -89,6 +101,7 @@ class SensitiveStrings:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._pattern: re.Pattern[str] | None = None
+        self._runs: frozenset[tuple[str, ...]] = frozenset()
 
     @staticmethod
     def _variants(value: str) -> set[str]:
@@ -119,10 +132,31 @@ class SensitiveStrings:
         # Longest first, so a prompt is replaced whole before any shorter string inside it.
         values = sorted(self._counts, key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(value) for value in values), re.IGNORECASE) if values else None
+        self._runs = frozenset(run for value in values for run in _word_runs(value))
 
     def replace(self, text: str) -> str:
-        pattern = self._pattern
-        return pattern.sub(REDACTED, text) if pattern is not None else text
+        pattern, runs = self._pattern, self._runs
+        if pattern is not None:
+            text = pattern.sub(REDACTED, text)
+        return _replace_runs(text, runs) if runs else text
+
+
+def _replace_runs(text: str, runs: frozenset[tuple[str, ...]]) -> str:
+    """`text` with every stretch made of registered word runs replaced (overlapping ones as one)."""
+    words = list(_WORD.finditer(text))
+    spans: list[list[int]] = []
+    for i in range(len(words) - MIN_SENSITIVE_WORDS + 1):
+        window = words[i : i + MIN_SENSITIVE_WORDS]
+        if tuple(word[0].casefold() for word in window) not in runs:
+            continue
+        start, end = window[0].start(), window[-1].end()
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    for start, end in reversed(spans):
+        text = text[:start] + REDACTED + text[end:]
+    return text
 
 
 sensitive_strings = SensitiveStrings()
@@ -134,6 +168,21 @@ def scrub_text(text: str) -> str:
     for pattern, replacement in _CREDENTIAL_PATTERNS:
         text = pattern.sub(replacement, text)
     return _TOKEN_CANDIDATE.sub(_looks_like_token, text)
+
+
+MAX_CHAINED_ERRORS = 16
+
+
+def scrub_exception(error: BaseException | None) -> None:
+    """Scrub the text arguments of an error and of its causes, in place, before Dagster (its event
+    log keeps every step error's message) or anything else prints them. An exception whose text
+    comes from attributes rather than its arguments keeps it: those are the libraries' own."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen and len(seen) < MAX_CHAINED_ERRORS:
+        seen.add(id(error))
+        with contextlib.suppress(AttributeError, TypeError):  # an exception type that forbids it
+            error.args = tuple(scrub_text(arg) if isinstance(arg, str) else arg for arg in error.args)
+        error = error.__cause__ or error.__context__
 
 
 def _normalized(key: str) -> str:

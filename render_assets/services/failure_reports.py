@@ -51,11 +51,17 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def payload_sensitive_strings(payload: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """The user's own words and links in a payload: prompt texts, annotation texts, image URLs."""
+    """The user's own words and links in a payload: prompt texts, text-label notes, image URLs.
+
+    Other annotations hold catalogue vocabulary ("plant", "water"); registering it would blank
+    those words out of every failure reason the customer reads.
+    """
     if not payload:
         return ()
     prompt = payload.get("prompt") or {}
-    found: list[str] = [*_strings(prompt), *_strings(payload.get("annotations") or [])]
+    annotations = payload.get("annotations") or []
+    notes = [item.get("data") for item in annotations if isinstance(item, Mapping) and item.get("type") == "textLabel"]
+    found: list[str] = [*_strings(prompt), *_strings(notes)]
     found += [value for key in ("sourceImageUrl", "maskImageUrl") if isinstance(value := payload.get(key), str)]
     return tuple(dict.fromkeys(found))
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from render_assets.observability.scrubbing import scrub_text
+
 
 class RenderFailed(Exception):
     """A stage failed.
 
     `permanent`: no attempt can succeed (BullMQ must not retry either). `retry_step`: running the
     same step again may help (a provider hiccup), which is not so when its input is the problem.
+
+    The reason goes everywhere (the Dagster event log, the renders row, BullMQ, the progress
+    stream, the customer's browser), so it is scrubbed here, where it is born: a provider's
+    error may quote the prompt, an address or a key back.
     """
 
     def __init__(self, reason: str, *, permanent: bool, retry_step: bool = False) -> None:
+        reason = scrub_text(reason)
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent

@@ -16,7 +16,6 @@ import contextlib
 import functools
 import json
 import logging
-import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.adapters.event_stream import StreamKeys
 from render_assets.adapters.event_stream_reader import EventStreamReader, StreamWatch
 from render_assets.domain.database import Database
+from render_assets.domain.object_keys import SAFE_ID
 from render_assets.domain.payload import MAX_PAYLOAD_BYTES, InvalidJob, parse_job
 from render_assets.domain.progress_events import RenderState, render_state
 from render_assets.domain.queue_contract import job_options
@@ -56,7 +56,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STATIC = Path(__file__).parent / "static"
-RENDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HEALTH_TIMEOUT_S = 3.0
 # Reads are short (XRANGE, XINFO): a bounded pool makes a crowd of clients queue for a connection
 # instead of opening one each; the wait is generous because a busy event loop is slow to hand back.
@@ -105,7 +104,7 @@ def _runtime(request: Request) -> Runtime:
 
 def _render_id(request: Request) -> str | None:
     render_id = str(request.path_params["render_id"])
-    return render_id if RENDER_ID.match(render_id) else None
+    return render_id if SAFE_ID.fullmatch(render_id) else None  # not `$`: it lets "id\n" by
 
 
 def _unauthorized() -> JSONResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from render_assets.observability.logs import install_record_scrubbing
 from render_assets.web import access_log
 from render_assets.web.app import create_app
 from render_assets.web.settings import WebSettings
@@ -13,6 +14,7 @@ GRACEFUL_SHUTDOWN_S = 5
 
 
 def serve(settings: WebSettings, *, host: str, port: int) -> None:
+    install_record_scrubbing()
     access_log.install()
     uvicorn.run(
         create_app(settings),
