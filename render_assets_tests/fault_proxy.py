@@ -2,16 +2,20 @@
 
 The emulator cannot inject faults; the real google-cloud-storage client, pointed at this proxy
 (through `STORAGE_EMULATOR_HOST` or `client_options`), meets real 503 responses and retries them.
+It can also hold chosen requests without ever answering (a hung upstream), in front of any HTTP
+server, e.g. the fake image APIs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
@@ -23,7 +27,8 @@ class Seen:
     method: str
     path: str
     body: bytes
-    status: int
+    status: int  # NO_ANSWER: held until the client gave up
+    at: float = field(default_factory=time.monotonic)
 
     def mentions(self, text: str) -> bool:
         """Whether the request's path or body names `text` (object names travel in either)."""
@@ -31,12 +36,19 @@ class Seen:
 
 
 Rule = Callable[[Seen], bool]
+NO_ANSWER = 0
 
 
 @dataclass
 class _Fault:
     remaining: int
     when: Rule
+    until: float | None = None  # time.monotonic() at which a timed outage ends
+
+    def applies(self, probe: Seen) -> bool:
+        if self.until is not None:
+            return time.monotonic() < self.until and self.when(probe)
+        return self.remaining > 0 and self.when(probe)
 
 
 class FaultProxy:
@@ -44,6 +56,7 @@ class FaultProxy:
         self.upstream = upstream.rstrip("/")
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
+        self._hangs: list[Rule] = []
         self.seen: list[Seen] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -54,9 +67,24 @@ class FaultProxy:
         with self._lock:
             self._faults.append(_Fault(count, when))
 
+    def outage(self, seconds: float, when: Rule = lambda seen: True) -> float:
+        """Answer 503 to every request that matches `when` for the next `seconds`; returns the
+        time.monotonic() at which the outage ends."""
+        until = time.monotonic() + seconds
+        with self._lock:
+            self._faults.append(_Fault(0, when, until))
+        return until
+
+    def hang(self, when: Rule) -> None:
+        """Never answer requests that match `when`: hold each until its client gives up, then
+        record it with status NO_ANSWER at the time the client closed the connection."""
+        with self._lock:
+            self._hangs.append(when)
+
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._hangs.clear()
 
     def statuses(self, when: Rule = lambda seen: True) -> list[int]:
         with self._lock:
@@ -65,10 +93,14 @@ class FaultProxy:
     def _should_fail(self, probe: Seen) -> bool:
         with self._lock:
             for fault in self._faults:
-                if fault.remaining > 0 and fault.when(probe):
+                if fault.applies(probe):
                     fault.remaining -= 1
                     return True
         return False
+
+    def _should_hang(self, probe: Seen) -> bool:
+        with self._lock:
+            return any(when(probe) for when in self._hangs)
 
     def _record(self, seen: Seen) -> None:
         with self._lock:
@@ -83,10 +115,21 @@ class FaultProxy:
             def log_message(self, format: str, *args: object) -> None:  # quiet
                 pass
 
+            def handle(self) -> None:
+                with contextlib.suppress(ConnectionResetError, BrokenPipeError):  # the client gave up waiting
+                    super().handle()
+
             def _proxy(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 probe = Seen(self.command, self.path, body, 0)
+                if proxy._should_hang(probe):
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        while self.connection.recv(65536):  # until the client closes (EOF) or resets
+                            pass
+                    proxy._record(Seen(self.command, self.path, body, NO_ANSWER))
+                    return
                 if proxy._should_fail(probe):
                     proxy._record(Seen(self.command, self.path, body, 503))
                     self._answer(

@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from render_assets.bench.stack import drop_queue, initialize_instance, sensor_ticked, session_members
-from render_assets_tests.conftest import REDIS_URL
+from render_assets.migrations import upgrade
+from render_assets_tests.conftest import POSTGRES_ADMIN_URL, REDIS_URL
+from render_assets_tests.e2e.servers import PrivateRedis
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = PROJECT_ROOT / "workspace.yaml"
@@ -300,6 +303,36 @@ def running(stack: RenderStack) -> Iterator[RenderStack]:
         drop_queue(stack.redis_url, stack.queue_name)
         if survivors:
             pytest.fail(f"processes of the daemon's session survived teardown: {survivors}")
+
+
+@pytest.fixture
+def own_database_url() -> Iterator[str]:
+    """A migrated database of the test's own on the machine's PostgreSQL. A stack's reconciler
+    settles every in-flight render of its database that its own Dagster instance does not know,
+    so a stack started beside another live one (a module's or the session's) needs its own."""
+    name = f"render_assets_e2e_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A Redis of the test's own: crash it, or let its state (breakers) stay out of the shared one."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
