@@ -4,7 +4,10 @@ document out. See README "Benchmark" for what each figure means and how it is me
 Scenarios: one 1024x1024 job (repeated, one at a time), one 4096x4096 job, a burst of 60 jobs,
 20 jobs a minute for 5 minutes with 13 s of simulated provider latency (8 s generation + 5 s
 upscale: the local provider has one latency knob), and the single job again after 100,000
-partitions were added to the instance.
+partitions were added to the instance. Each stack first runs one job that is not counted (see
+`warmup` in the report). `--dagster-yaml` picks the instance file, so the same scenarios run under
+Dagster's default run launcher (the project's dagster.yaml) and the forking one
+(deploy/dagster.forking.yaml); figures carry CPU per job by process role.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from render_assets import config
 from render_assets.bench.figures import FinishedJob, evaluate_targets, latency_figures
 from render_assets.bench.jobs import bench_job, web_app_options
 from render_assets.bench.process_sampler import SessionSampler
-from render_assets.bench.stack import BenchStack, running
+from render_assets.bench.stack import PROJECT_ROOT, BenchStack, running
 
 SUSTAINED_LATENCY_S = 13.0  # 8 s generation + 5 s upscale, as one latency of the local provider
 PARTITIONS_BATCH = 10_000
@@ -103,17 +106,19 @@ def _run_scenario(
 ) -> dict[str, Any]:
     """Each schedule in turn (one after the other finished); figures over all of them."""
     load_before = os.getloadavg()
-    snapshot = sampler.cpu_by_pid()
+    snapshot = sampler.snapshot()
     jobs: list[FinishedJob] = []
     for schedule in schedules:
         jobs += asyncio.run(_drive(stack.redis_url, stack.queue_name, schedule, timeout_s))
         _wait_for_workers(sampler)
     cpu_s = sampler.cpu_since(snapshot)
+    by_role = sampler.cpu_by_role_since(snapshot)
     workers = sampler.run_workers_since(snapshot)
     figures = latency_figures(jobs)
     figures.update(
         cpu_s_total=round(cpu_s, 2),
         cpu_s_per_job=round(cpu_s / len(jobs), 2) if jobs else None,
+        cpu_s_per_job_by_role={role: round(cpu / len(jobs), 2) for role, cpu in by_role.items()} if jobs else None,
         run_workers=len(workers),
         run_worker_cpu_s_mean=round(sum(w.cpu_s for w in workers) / len(workers), 2) if workers else None,
         run_worker_peak_rss_mb=round(max(w.peak_rss_kb for w in workers) / 1024, 1) if workers else None,
@@ -159,10 +164,15 @@ def _baseline(database_url: str, redis_url: str, resolution: str, count: int) ->
 
 def _stack_scenarios(
     stack: BenchStack, selected: list[str], sizes: Sizes, log: Callable[[str], None]
-) -> dict[str, dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(the warm-up job's figures, each scenario's figures)."""
     results: dict[str, dict[str, Any]] = {}
     sampler = SessionSampler(stack.session_id).start()
     try:
+        # One job first, not counted: a long-running daemon is warm (the code server has loaded the
+        # code; a forking launcher's template has imported it), and each launcher warms differently.
+        warmup = _run_scenario(stack, sampler, [_schedule(1, "1024x1024")], 240)
+        log(f"warm-up job: {json.dumps(warmup)}")
         plans: dict[str, Callable[[], dict[str, Any]]] = {
             "single_1024": lambda: _run_scenario(
                 stack, sampler, [_schedule(1, "1024x1024") for _ in range(sizes.single_repeats)], 120
@@ -194,7 +204,7 @@ def _stack_scenarios(
             log(f"scenario {name}: {json.dumps(results[name])}")
     finally:
         sampler.stop()
-    return results
+    return warmup, results
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -204,9 +214,13 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     def log(line: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
 
+    dagster_yaml = Path(args.dagster_yaml).resolve()
     report: dict[str, Any] = {
         "mode": "quick" if args.quick else "full",
         "machine": {"cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
+        "dagster_yaml": str(dagster_yaml),
+        "run_launcher": run_launcher_of(dagster_yaml),
+        "warmup": {},
         "scenarios": {},
     }
     with tempfile.TemporaryDirectory(prefix="render-bench-") as folder:
@@ -223,11 +237,15 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         for latency_s, names in groups:
             if not names:
                 continue
-            stack = BenchStack(root / f"stack-{latency_s:g}", args.redis_url, database_url, latency_s)
-            log(f"starting dagster-daemon (provider latency {latency_s:g} s) ...")
+            stack = BenchStack(
+                root / f"stack-{latency_s:g}", args.redis_url, database_url, latency_s, dagster_yaml=dagster_yaml
+            )
+            log(f"starting dagster-daemon (provider latency {latency_s:g} s, {report['run_launcher']}) ...")
             with running(stack):
                 log(f"stack up; queue {stack.queue_name}")
-                report["scenarios"].update(_stack_scenarios(stack, names, sizes, log))
+                warmup, figures = _stack_scenarios(stack, names, sizes, log)
+                report["warmup"][f"latency_{latency_s:g}s"] = warmup
+                report["scenarios"].update(figures)
         resolutions = {"single_4096": "4096x4096"}
         for resolution in sorted({resolutions.get(name, "1024x1024") for name in selected}):
             log(f"baseline without Dagster at {resolution} ...")
@@ -241,6 +259,15 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     report["targets"] = evaluate_targets(report["scenarios"])
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return report
+
+
+def run_launcher_of(dagster_yaml: Path) -> str:
+    """The run launcher class an instance file configures (Dagster's default when it names none)."""
+    import yaml
+
+    settings = yaml.safe_load(dagster_yaml.read_text()) or {}
+    launcher = settings.get("run_launcher") or {}
+    return str(launcher.get("class", "DefaultRunLauncher"))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -275,4 +302,10 @@ def add_bench_command(commands: Any) -> None:
         help="the project database (PostgreSQL); default BENCH_DATABASE_URL, else a temporary SQLite file",
     )
     bench.add_argument("--redis-url", default=config.REDIS_URL.value())
+    bench.add_argument(
+        "--dagster-yaml",
+        default=str(PROJECT_ROOT / "dagster.yaml"),
+        help="the Dagster instance file for the stack (default: the project's dagster.yaml; "
+        "deploy/dagster.forking.yaml for the forking run launcher)",
+    )
     bench.set_defaults(run=cmd_bench)
