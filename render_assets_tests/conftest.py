@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import create_engine, text
 
 from render_assets.adapters.bullmq_queue import BullQueue
@@ -104,3 +105,23 @@ def gcs_emulator() -> Iterator[str]:
         os.environ.pop("STORAGE_EMULATOR_HOST", None)
     else:
         os.environ["STORAGE_EMULATOR_HOST"] = previous
+
+
+def unique_prefix() -> str:
+    return f"test-providers-{uuid.uuid4().hex[:10]}"
+
+
+def forget(prefix: str) -> None:
+    """Delete every Redis key under the prefix."""
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A Redis key prefix of the test's own for provider state (breakers, budgets), removed after."""
+    name = unique_prefix()
+    yield name
+    forget(name)

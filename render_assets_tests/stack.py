@@ -15,6 +15,7 @@ from dagster import instance_for_test as dagster_test_instance
 from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.definitions import build_definitions
 from render_assets.domain.database import Database
+from render_assets.domain.models import CreditTransaction
 from render_assets.domain.payload import parse_job
 from render_assets.domain.queue_contract import job_options
 from render_assets.io_managers import BlobIOManager
@@ -92,6 +93,12 @@ class InProcessStack:
 
     def run_all(self) -> list[ExecuteInProcessResult]:
         return [self.execute(request) for request in self.tick().run_requests or []]
+
+    def ledger(self, render_id: str) -> list[tuple[str, int]]:
+        """The render's credit transactions, (kind, amount), oldest first."""
+        with self.database.session() as session:
+            rows = session.query(CreditTransaction).filter_by(render_id=render_id).order_by(CreditTransaction.id)
+            return [(row.kind, row.amount) for row in rows]
 
 
 @contextmanager

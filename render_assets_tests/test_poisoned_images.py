@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageCms, ImageFile, PngImagePlugin
 
-from render_assets.domain.models import CreditTransaction
 from render_assets.domain.payload import parse_job
 from render_assets.domain.pricing import render_cost
 from render_assets.providers.base import ErrorKind, GenerationRequest, ProviderError
@@ -26,9 +25,9 @@ from render_assets.providers.decoding import MAX_ENCODED_CHARS, MAX_IMAGE_BYTES,
 from render_assets_tests.bullmq_jobs import bull_job
 from render_assets_tests.fakes.image_apis import FakeImageApis
 from render_assets_tests.fakes.poisons import FILE_POISONS, MIB, huge_exif_jpeg, poison, valid_png
-from render_assets_tests.fakes.providers import difference, forget, google, openai, resource, unique_prefix
+from render_assets_tests.fakes.providers import difference, google, openai, resource
 from render_assets_tests.payloads import web_app_job
-from render_assets_tests.stack import InProcessStack, in_process_stack
+from render_assets_tests.stack import in_process_stack
 
 HTTP_POISONS = ("oversize_reply", "oversize_reply_chunked", "oversize_reply_gzip")
 # OpenAI's replies declare no type per image: only poisons declared as the PNG we ask for apply.
@@ -189,19 +188,6 @@ def test_a_poisoned_upscale_falls_back_to_the_local_enlargement(fake: FakeImageA
 # ---- whole renders -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    name = unique_prefix()
-    yield name
-    forget(name)
-
-
-def ledger(stack: InProcessStack, render_id: str) -> list[tuple[str, int]]:
-    with stack.database.session() as session:
-        rows = session.query(CreditTransaction).filter_by(render_id=render_id).order_by(CreditTransaction.id)
-        return [(row.kind, row.amount) for row in rows]
-
-
 @pytest.mark.parametrize("name", PIPELINE_POISONS)
 def test_a_render_whose_providers_both_send_poison_fails_once_and_is_refunded(
     sqlite_url: str, queue_name: str, tmp_path: Path, fake: FakeImageApis, prefix: str, name: str
@@ -225,7 +211,7 @@ def test_a_render_whose_providers_both_send_poison_fails_once_and_is_refunded(
         # Each may have billed: asked once, never again (no second pass, no step retry).
         assert (fake.calls("gemini"), fake.calls("openai")) == (1, 1)
         cost = render_cost(parse_job(data).settings)
-        assert ledger(stack, data["renderId"]) == [("charge", -cost), ("refund", cost)]
+        assert stack.ledger(data["renderId"]) == [("charge", -cost), ("refund", cost)]
 
 
 # ---- memory --------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from render_assets.providers.base import ErrorKind, GeneratedImage, GenerationRe
 from render_assets.providers.circuit_breaker import BreakerSettings, CircuitBreaker, Verdict
 from render_assets.providers.failover import Failover, FailoverError, FailoverSettings
 from render_assets_tests.fakes.image_apis import FakeImageApis
-from render_assets_tests.fakes.providers import breaker, budget, forget, google, openai, unique_prefix
+from render_assets_tests.fakes.providers import breaker, budget, google, openai
 
 FAST = FailoverSettings(backoff_base_s=0.05, backoff_max_s=0.2)
 
@@ -23,13 +23,6 @@ FAST = FailoverSettings(backoff_base_s=0.05, backoff_max_s=0.2)
 def fake() -> Iterator[FakeImageApis]:
     with FakeImageApis() as apis:
         yield apis
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    name = unique_prefix()
-    yield name
-    forget(name)
 
 
 def request() -> GenerationRequest:

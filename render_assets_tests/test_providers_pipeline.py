@@ -13,12 +13,11 @@ import pytest
 from dagster import AssetKey, ExecuteInProcessResult
 from PIL import Image
 
-from render_assets.domain.models import CreditTransaction
 from render_assets.domain.payload import parse_job
 from render_assets.domain.pricing import render_cost
 from render_assets_tests.bullmq_jobs import bull_job
 from render_assets_tests.fakes.image_apis import FakeImageApis
-from render_assets_tests.fakes.providers import OPENAI_TEST_KEY, difference, forget, resource, unique_prefix
+from render_assets_tests.fakes.providers import OPENAI_TEST_KEY, difference, resource
 from render_assets_tests.payloads import web_app_job
 from render_assets_tests.stack import InProcessStack, in_process_stack
 
@@ -27,19 +26,6 @@ from render_assets_tests.stack import InProcessStack, in_process_stack
 def fake() -> Iterator[FakeImageApis]:
     with FakeImageApis() as apis:
         yield apis
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    name = unique_prefix()
-    yield name
-    forget(name)
-
-
-def ledger(stack: InProcessStack, render_id: str) -> list[tuple[str, int]]:
-    with stack.database.session() as session:
-        rows = session.query(CreditTransaction).filter_by(render_id=render_id).order_by(CreditTransaction.id)
-        return [(row.kind, row.amount) for row in rows]
 
 
 def master(stack: InProcessStack, job_id: str) -> Image.Image:
@@ -106,7 +92,7 @@ def test_a_timed_out_provider_is_not_asked_again_and_the_render_is_charged_once(
         assert stack.queue.state(job_id) == "completed"
         assert (fake.calls("gemini"), fake.calls("openai")) == (1, 1)
         assert fake.billed("gemini") <= 1 and fake.billed("openai") == 1
-        assert ledger(stack, data["renderId"]) == [("charge", -render_cost(parse_job(data).settings))]
+        assert stack.ledger(data["renderId"]) == [("charge", -render_cost(parse_job(data).settings))]
         metadata = raw_render_metadata(result)
         assert (metadata["provider"], metadata["attempts"], metadata["failovers"]) == ("openai", 2, 1)
 
@@ -128,7 +114,7 @@ def test_refused_by_both_providers_fails_without_retries_and_refunds_once(
         assert reason.startswith("the image providers refused to render this design under their content policies")
         assert (fake.calls("openai"), fake.calls("gemini")) == (1, 1)  # no Dagster step retry either
         cost = render_cost(parse_job(data).settings)
-        assert ledger(stack, data["renderId"]) == [("charge", -cost), ("refund", cost)]
+        assert stack.ledger(data["renderId"]) == [("charge", -cost), ("refund", cost)]
 
 
 def test_an_outage_of_both_providers_stays_within_the_deadline_and_charges_once(
@@ -148,7 +134,7 @@ def test_an_outage_of_both_providers_stays_within_the_deadline_and_charges_once(
         assert bull_job(stack.queue_name, job_id).failedReason.startswith("no image provider delivered")
         assert fake.calls("gemini") == 1  # timed out once: never asked again in this run
         assert 1 <= fake.calls("openai") <= 5
-        assert ledger(stack, data["renderId"]) == [("charge", -render_cost(parse_job(data).settings))]
+        assert stack.ledger(data["renderId"]) == [("charge", -render_cost(parse_job(data).settings))]
 
 
 def test_rejected_credentials_fail_fast_without_leaking_the_key(

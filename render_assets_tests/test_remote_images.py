@@ -25,7 +25,6 @@ from render_assets.adapters.remote_images import (
     SourceImageUnavailable,
 )
 from render_assets.domain import renders
-from render_assets.domain.models import CreditTransaction
 from render_assets.domain.payload import parse_job
 from render_assets.domain.pricing import render_cost
 from render_assets.domain.source_photos import media_type_problem, prepare
@@ -49,9 +48,9 @@ from render_assets_tests.bullmq_jobs import bull_job
 from render_assets_tests.fakes import poisons
 from render_assets_tests.fakes.image_apis import FakeImageApis
 from render_assets_tests.fakes.image_host import HOST_NAME, ImageHost, Pki, encoded, make_pki
-from render_assets_tests.fakes.providers import difference, forget, google, openai, resource, unique_prefix
+from render_assets_tests.fakes.providers import difference, google, openai, resource
 from render_assets_tests.payloads import web_app_job
-from render_assets_tests.stack import InProcessStack, in_process_stack
+from render_assets_tests.stack import in_process_stack
 
 TOKEN = "sig-7f3a9c1e55"  # a signed-URL token: no message may repeat it
 ALLOWED = HostAllowlist.parse("images.example.com, *.cdn.example.net, uploads.example.org:8443")
@@ -526,19 +525,6 @@ class LoopbackSourceImages(ProvidersResource):
         )
 
 
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    name = unique_prefix()
-    yield name
-    forget(name)
-
-
-def ledger(stack: InProcessStack, render_id: str) -> list[tuple[str, int]]:
-    with stack.database.session() as session:
-        rows = session.query(CreditTransaction).filter_by(render_id=render_id).order_by(CreditTransaction.id)
-        return [(row.kind, row.amount) for row in rows]
-
-
 def raw_render_metadata(result: ExecuteInProcessResult) -> dict[str, Any]:
     [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey("raw_render")]
     return {key: value.value for key, value in event.step_materialization_data.materialization.metadata.items()}
@@ -577,7 +563,7 @@ def test_with_the_allowlist_set_a_job_with_an_off_list_url_is_rejected_at_claim_
         assert [stack.queue.state(job_id) for job_id in ids[:2]] == ["failed", "failed"]  # attempts left: not retried
         with stack.database.session() as session:
             assert [renders.get(session, data["renderId"]) for data in (off_list, bad_mask)] == [None, None]
-        assert ledger(stack, off_list["renderId"]) == [] and ledger(stack, bad_mask["renderId"]) == []
+        assert stack.ledger(off_list["renderId"]) == [] and stack.ledger(bad_mask["renderId"]) == []
 
 
 def test_without_the_allowlist_nothing_is_fetched_and_the_limits_come_from_the_resource() -> None:
@@ -631,7 +617,7 @@ def test_a_fetch_refused_at_run_time_fails_for_good_refunds_and_calls_no_provide
         assert (fake.calls("gemini"), fake.calls("openai")) == (0, 0)
         assert requests_to(host, "/photo.jpg") == before
         cost = render_cost(parse_job(data).settings)
-        assert ledger(stack, data["renderId"]) == [("charge", -cost), ("refund", cost)]
+        assert stack.ledger(data["renderId"]) == [("charge", -cost), ("refund", cost)]
 
 
 def test_a_good_source_photo_reaches_gemini_as_inline_data_in_a_whole_render(

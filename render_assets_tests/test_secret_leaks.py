@@ -42,9 +42,9 @@ from render_assets.services.failure_monitor import Notifier, WebhookNotifier, ch
 from render_assets.web import access_log
 from render_assets.web.auth import mint_token
 from render_assets_tests.bullmq_jobs import bull_job
-from render_assets_tests.conftest import REDIS_URL, TABLES
+from render_assets_tests.conftest import REDIS_URL, TABLES, forget, unique_prefix
 from render_assets_tests.fakes.image_apis import FakeImageApis
-from render_assets_tests.fakes.providers import forget, resource, unique_prefix
+from render_assets_tests.fakes.providers import resource
 from render_assets_tests.payloads import web_app_job
 from render_assets_tests.progress_server import read_sse, serving, web_settings
 from render_assets_tests.sentry_capture import CollectingTransport, captured_sentry

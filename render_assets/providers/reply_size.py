@@ -8,6 +8,7 @@ would otherwise read any body whole before parsing it. The provider turns `Reply
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from render_assets.providers.decoding import MAX_ENCODED_CHARS, MIB
@@ -35,26 +36,23 @@ def _refuse_declared(headers: Any) -> None:
 def cap_httpx_reply(response: httpx2.Response) -> None:
     """httpx2 response event hook: runs before the client reads the body."""
     _refuse_declared(response.headers)
-    chunks, size = [], 0
-    for piece in response.iter_bytes(CHUNK_BYTES):
-        size += len(piece)
-        if size > MAX_REPLY_BYTES:
-            response.close()
-            raise ReplyTooLarge
-        chunks.append(piece)
     # What `Response.read()` stores and then returns: the client reads no further.
-    response._content = b"".join(chunks)
+    response._content = _read_capped(response.iter_bytes(CHUNK_BYTES), response.close)
 
 
 def cap_requests_reply(response: requests.Response, *args: Any, **kwargs: Any) -> None:
     """requests response hook: runs before the session reads the body (it is not streamed yet)."""
     _refuse_declared(response.headers)
+    # What `Response.content` stores and then returns.
+    response._content = _read_capped(response.iter_content(CHUNK_BYTES), response.close)
+
+
+def _read_capped(pieces: Iterable[bytes], close: Callable[[], object]) -> bytes:
     chunks, size = [], 0
-    for piece in response.iter_content(CHUNK_BYTES):
+    for piece in pieces:
         size += len(piece)
         if size > MAX_REPLY_BYTES:
-            response.close()
+            close()
             raise ReplyTooLarge
         chunks.append(piece)
-    # What `Response.content` stores and then returns.
-    response._content = b"".join(chunks)
+    return b"".join(chunks)

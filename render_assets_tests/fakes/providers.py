@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import numpy as np
@@ -19,10 +18,6 @@ from render_assets_tests.conftest import REDIS_URL
 from render_assets_tests.fakes.image_apis import FakeImageApis
 
 OPENAI_TEST_KEY = "sk-test-4f1c9a0d77e2b5c3"  # not a real key; tests check it never leaks
-
-
-def unique_prefix() -> str:
-    return f"test-providers-{uuid.uuid4().hex[:10]}"
 
 
 def google(fake: FakeImageApis, **options: Any) -> GoogleImageProvider:
@@ -76,13 +71,6 @@ def resource(fake: FakeImageApis, prefix: str, **options: Any) -> ProvidersResou
     }
     settings.update(options)
     return ProvidersResource(**settings)
-
-
-def forget(prefix: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
 
 
 def difference(delivered: Image.Image, expected: Image.Image) -> float:
