@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from dagster import (
     DagsterInstance,
     DagsterRun,
@@ -27,8 +28,10 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.errors import DagsterLaunchFailedError
 from dagster._core.events import DagsterEventType
 from dagster._core.execution.api import create_execution_plan
+from dagster._core.instance.config import dagster_instance_config
 from dagster._core.launcher import WorkerStatus
 from dagster._core.origin import JobPythonOrigin
+from dagster._serdes import ConfigurableClassData
 
 from render_assets.launcher import ForkingRunLauncher
 from render_assets.launcher.worker import WORKER_TAG, WorkerId
@@ -225,3 +228,11 @@ def test_worker_ids_tell_a_live_process_from_a_dead_or_reused_pid() -> None:
         assert not WorkerId(me.pid, me.start_ticks + 1).is_alive()  # same pid, another process
     assert not WorkerId(2**22 + 7, None).is_alive()  # above pid_max: no such process
     assert WorkerId.from_tag("") is None and WorkerId.from_tag("not-a-pid") is None
+
+
+@pytest.mark.parametrize("instance_file", ["dagster.production.yaml", "dagster.forking.yaml"])
+def test_the_deployed_instances_fork_their_run_workers(instance_file: str) -> None:
+    settings, _ = dagster_instance_config(str(PROJECT_ROOT / "deploy"), instance_file)  # validates the whole file
+    launcher = settings["run_launcher"]
+    data = ConfigurableClassData(launcher["module"], launcher["class"], yaml.safe_dump(launcher.get("config") or {}))
+    assert isinstance(data.rehydrate(ForkingRunLauncher), ForkingRunLauncher)
