@@ -57,7 +57,7 @@ bench-delivery: install
 bench-phash: install ; $(BIN)/python -m render_assets.bench.phash_lookup  # lookup p50/p95 at 10k, 100k, 1M hashes (PostgreSQL)
 bench-progress: install ; $(BIN)/python -m render_assets.bench.progress_events  # publisher cost; SSE fan-out to 1/50/200 clients
 bench-poison: install ; $(BIN)/python -m render_assets.bench.poisoned_images  # peak RSS refusing each poisoned provider reply vs decoding valid 4K ones, a fresh process each (~4 min)
-bench: install redis ; $(BIN)/render-assets bench $(BENCH_ARGS)  # the real stack under the issue's scenarios, one JSON document (BENCH_ARGS=--quick for a smoke run)
+bench: install redis ; @$(BIN)/render-assets bench $(BENCH_ARGS)  # the real stack under the issue's scenarios, one JSON document (BENCH_ARGS=--quick for a smoke run)
 
 typecheck: install
 	$(BIN)/mypy
