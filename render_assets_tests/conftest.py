@@ -14,7 +14,8 @@ from sqlalchemy import create_engine, text
 
 from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.domain.database import Database
-from render_assets.migrations import upgrade
+from render_assets.migrations import scratch_database, upgrade
+from render_assets_tests.fault_proxy import FaultProxy, fault_proxy
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
@@ -40,16 +41,8 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A database of its own for this test session (and xdist worker), migrated to head."""
-    name = f"render_assets_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(POSTGRES_ADMIN_URL, "render_assets_test") as url:
+        yield url
 
 
 @pytest.fixture
@@ -125,3 +118,11 @@ def prefix() -> Iterator[str]:
     name = unique_prefix()
     yield name
     forget(name)
+
+
+@pytest.fixture
+def proxy(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """The GCS emulator behind a proxy that can answer 503; the storage client talks to the proxy."""
+    with fault_proxy(gcs_emulator) as running:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", running.url)
+        yield running

@@ -9,7 +9,6 @@ import io
 import random
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -32,7 +31,7 @@ from render_assets.services import delivery
 from render_assets.services.failures import RenderFailed
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.run_context import RenderRun
-from render_assets_tests.fault_proxy import FaultProxy, fault_proxy
+from render_assets_tests.fault_proxy import FaultProxy
 from render_assets_tests.payloads import web_app_job
 from render_assets_tests.service_account import throwaway_credentials
 
@@ -51,13 +50,6 @@ def _picture(width: int = 640, height: int = 400, seed: int = 1) -> Image.Image:
     gradient = Image.linear_gradient("L").resize((width, height)).convert("RGB")
     grain = Image.frombytes("RGB", (width, height), random.Random(seed).randbytes(width * height * 3))
     return Image.blend(gradient, grain, 0.3)
-
-
-@pytest.fixture
-def proxy(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
-    with fault_proxy(gcs_emulator) as running:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", running.url)
-        yield running
 
 
 def _gcs(prefix: str, retry: RetrySettings = FAST, **options: Any) -> GcsBlobStore:

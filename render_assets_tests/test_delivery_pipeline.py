@@ -20,7 +20,7 @@ from render_assets.io_managers import BlobIOManager
 from render_assets.providers.base import GeneratedImage, GenerationRequest
 from render_assets.providers.local import LocalProvider
 from render_assets.resources import BlobStorageResource, ProvidersResource
-from render_assets_tests.fault_proxy import FaultProxy, fault_proxy
+from render_assets_tests.fault_proxy import FaultProxy
 from render_assets_tests.payloads import web_app_job
 from render_assets_tests.stack import InProcessStack, in_process_stack
 
@@ -56,13 +56,6 @@ class GcsStack(InProcessStack):
         )
         resources.update(storage=storage_resource, io_manager=BlobIOManager(storage=storage_resource))
         return resources
-
-
-@pytest.fixture
-def proxy(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
-    with fault_proxy(gcs_emulator) as running:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", running.url)
-        yield running
 
 
 @pytest.fixture

@@ -6,23 +6,15 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from google.api_core.exceptions import NotFound, RetryError
 from google.cloud import storage
 
 from render_assets.adapters.blob_storage import GcsBlobStore, RetrySettings
-from render_assets_tests.fault_proxy import FaultProxy, fault_proxy
+from render_assets_tests.fault_proxy import FaultProxy
 
 FAST = RetrySettings(timeout_s=10.0, initial_delay_s=0.01, max_delay_s=0.05)
-
-
-@pytest.fixture
-def proxy(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
-    with fault_proxy(gcs_emulator) as running:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", running.url)
-        yield running
 
 
 @pytest.fixture

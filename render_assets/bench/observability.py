@@ -10,19 +10,18 @@ import argparse
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert
 
 from render_assets.domain import renders, stage_timings
 from render_assets.domain.database import Database
 from render_assets.domain.failure_patterns import PatternSettings
 from render_assets.domain.models import Render, RenderFailure, RenderStatus, StageTiming, utcnow
 from render_assets.domain.stage_timings import StepTry
-from render_assets.migrations import upgrade
+from render_assets.migrations import scratch_database, upgrade
 from render_assets.observability.scrubbing import scrub_event, scrub_text, sensitive_strings
 from render_assets.services.failure_monitor import check_patterns
 from render_assets.services.failure_reports import payload_sensitive_strings
@@ -145,22 +144,6 @@ def bench_database(label: str, url: str) -> None:
     database.dispose()
 
 
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    name = f"render_assets_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--postgres-admin", help="an admin URL; a throwaway database is created and dropped")
@@ -171,7 +154,7 @@ def main() -> None:
         upgrade(url)
         bench_database("SQLite", url)
     if args.postgres_admin:
-        with postgres_database(args.postgres_admin) as url:
+        with scratch_database(args.postgres_admin, "render_assets_bench") as url:
             bench_database("PostgreSQL", url)
 
 

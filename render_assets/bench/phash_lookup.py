@@ -22,36 +22,20 @@ import io
 import os
 import random
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from render_assets.domain import perceptual_hashes, phash
-from render_assets.domain.database import Database, driver_url
-from render_assets.migrations import upgrade
+from render_assets.domain.database import Database
+from render_assets.migrations import scratch_database
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TARGET_ORG = "org-bench"
 OTHER_ORGS = [f"org-{n:02d}" for n in range(99)]
 PROBES = 400
 SCAN_PROBES = 20
-
-
-@contextmanager
-def scratch_database(admin_url: str) -> Iterator[str]:
-    name = f"render_assets_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(driver_url(admin_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def load(database: Database, rng: random.Random, start: int, count: int) -> tuple[list[int], float]:
@@ -162,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"duplicate lookup, {PROBES} probes per size (half near-duplicates), PostgreSQL")
     print("load average at start: " + ", ".join(f"{load:.1f}" for load in os.getloadavg()))
     print(f"{'stored':>9} {'load s':>7} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'found':>6} | {'scan p50 ms':>11}")
-    with scratch_database(args.postgres_url) as url:
-        upgrade(url)
+    with scratch_database(args.postgres_url, "render_assets_bench") as url:
         database = Database(url)
         try:
             stored: list[int] = []

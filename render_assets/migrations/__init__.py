@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import create_engine, text
+
+from render_assets.domain.database import driver_url
 
 HERE = Path(__file__).parent
 
@@ -20,3 +26,21 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str, revision: str = "heads") -> None:
     # "heads": independent features may add migrations on branches of their own.
     command.upgrade(alembic_config(url), revision)
+
+
+@contextmanager
+def scratch_database(admin_url: str, prefix: str = "render_assets_scratch") -> Iterator[str]:
+    """A new PostgreSQL database on the admin URL's server, migrated to head, dropped afterwards
+    (tests and benchmarks: each gets a database no other process touches)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(driver_url(admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -102,9 +102,14 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def _render_id(request: Request) -> str | None:
+def _render_id(request: Request, runtime: Runtime) -> str | Response:
+    """The path's render id when it is well formed and the request may see it, else the error."""
     render_id = str(request.path_params["render_id"])
-    return render_id if SAFE_ID.fullmatch(render_id) else None  # not `$`: it lets "id\n" by
+    if not SAFE_ID.fullmatch(render_id):  # not `$`: it lets "id\n" by
+        return _error(404, "render ids are letters, digits, '-' and '_', up to 64 characters")
+    if not may_access(runtime.settings.sse_secret, render_id, request):
+        return _unauthorized()
+    return render_id
 
 
 def _unauthorized() -> JSONResponse:
@@ -113,11 +118,9 @@ def _unauthorized() -> JSONResponse:
 
 async def render_events(request: Request) -> Response:
     runtime = _runtime(request)
-    render_id = _render_id(request)
-    if render_id is None:
-        return _error(404, "render ids are letters, digits, '-' and '_', up to 64 characters")
-    if not may_access(runtime.settings.sse_secret, render_id, request):
-        return _unauthorized()
+    render_id = _render_id(request, runtime)
+    if isinstance(render_id, Response):
+        return render_id
     last_event_id = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
     try:
         opening = await runtime.feed.open(render_id, last_event_id)
@@ -135,11 +138,9 @@ async def render_events(request: Request) -> Response:
 
 async def render_status(request: Request) -> Response:
     runtime = _runtime(request)
-    render_id = _render_id(request)
-    if render_id is None:
-        return _error(404, "render ids are letters, digits, '-' and '_', up to 64 characters")
-    if not may_access(runtime.settings.sse_secret, render_id, request):
-        return _unauthorized()
+    render_id = _render_id(request, runtime)
+    if isinstance(render_id, Response):
+        return render_id
     state = await runtime.state(render_id)
     if state is None:
         return _error(404, f"no render {render_id} (unknown, or still waiting in the queue)")

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from render_assets.bench.stack import drop_queue, initialize_instance, sensor_ticked, session_members
-from render_assets.migrations import upgrade
+from render_assets.migrations import scratch_database
 from render_assets_tests.conftest import POSTGRES_ADMIN_URL, REDIS_URL
 from render_assets_tests.e2e.servers import PrivateRedis
 
@@ -310,18 +309,8 @@ def own_database_url() -> Iterator[str]:
     """A migrated database of the test's own on the machine's PostgreSQL. A stack's reconciler
     settles every in-flight render of its database that its own Dagster instance does not know,
     so a stack started beside another live one (a module's or the session's) needs its own."""
-    name = f"render_assets_e2e_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-        upgrade(url)
+    with scratch_database(POSTGRES_ADMIN_URL, "render_assets_e2e") as url:
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture
