@@ -7,6 +7,9 @@ import io
 import logging
 import random
 import struct
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -155,3 +158,35 @@ def test_variants_encoded_in_parallel_threads_are_the_same_bytes_every_time(size
             for variant, image in encoded:
                 digests[variant].add(hashlib.sha256(image.data).hexdigest())
     assert {variant: len(found) for variant, found in digests.items()} == {variant: 1 for variant in VARIANTS}
+
+
+ENCODE_IN_A_FRESH_PROCESS = """
+import hashlib, random, sys
+from PIL import Image
+from render_assets.domain import imaging
+from render_assets.domain.variants import VARIANTS, encode_variant
+source = Image.frombytes("RGB", (320, 200), random.Random(7).randbytes(320 * 200 * 3))
+srgb = imaging.to_srgb(source)
+for image_format in sys.argv[1:]:
+    for variant in VARIANTS:
+        print(image_format, variant.value, hashlib.sha256(encode_variant(srgb, variant, image_format).data).hexdigest())
+"""
+
+
+def test_identical_pixels_encode_to_identical_bytes_in_every_process() -> None:
+    """Content addressing across runs: each run worker builds the sRGB profile it embeds, and
+    LittleCMS stamps it with the time it was built, one second apart here."""
+    formats = ["PNG", "JPEG", "WEBP", "AVIF"]
+
+    def digests() -> str:
+        return subprocess.run(
+            [sys.executable, "-c", ENCODE_IN_A_FRESH_PROCESS, *formats],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    first = digests()
+    time.sleep(1.1)
+    assert digests() == first
+    assert len(first.splitlines()) == len(formats) * len(VARIANTS)

@@ -89,10 +89,21 @@ def encode(
     return EncodedImage(buffer.getvalue(), image_format, rgb.width, rgb.height)
 
 
+# The ICC header's creation date (bytes 24-35, ICC.1 §7.2.8). LittleCMS stamps the time it built
+# the profile there, so every process would embed different bytes in identical pixels.
+_ICC_CREATED = slice(24, 36)
+_FIXED_ICC_DATE = bytes.fromhex("07d000010001000000000000")  # 2000-01-01 00:00:00
+
+
 @functools.cache
 def srgb_profile() -> bytes:
-    """The sRGB ICC profile embedded in every delivered file (588 bytes)."""
-    return bytes(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    """The sRGB ICC profile embedded in every delivered file (588 bytes), byte for byte the same in
+    every process, so identical pixels encode to identical files (and object names).
+
+    The profile's ID field is zero (LittleCMS computes none), so fixing the date needs no new ID."""
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    profile[_ICC_CREATED] = _FIXED_ICC_DATE
+    return bytes(profile)
 
 
 def to_srgb(image: Image.Image) -> Image.Image:
