@@ -12,10 +12,11 @@ from typing import Any
 from render_assets import config
 from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.bench.stack_bench import add_bench_command
+from render_assets.cli_lineage import add_lineage_commands
 from render_assets.cli_review import add_review_command
 from render_assets.cli_stats import add_stats_command
 from render_assets.cli_token import add_token_command
-from render_assets.domain import ledger, renders
+from render_assets.domain import ledger, render_versions, renders
 from render_assets.domain.database import Database
 from render_assets.domain.payload import InvalidJob, parse_job
 from render_assets.domain.queue_contract import job_options
@@ -81,6 +82,22 @@ def cmd_status(args: argparse.Namespace) -> int:
             "createdAt": row.created_at,
             "completedAt": row.completed_at,
             "result": row.result,
+            "version": row.current_version,
+            "versions": [
+                {
+                    "version": version.version,
+                    "imageUrl": version.image_url,
+                    "thumbnailUrl": version.thumbnail_url,
+                    "promptHash": version.prompt_hash,
+                    "provider": version.provider,
+                    "model": version.model,
+                    "deliveredVia": version.delivered_via,
+                    "codeVersions": version.code_versions,
+                    "runId": version.run_id,
+                    "createdAt": version.created_at,
+                }
+                for version in render_versions.history(session, row.id)
+            ],
         }
     _print(status, args.json)
     return 0
@@ -206,6 +223,7 @@ def parser() -> argparse.ArgumentParser:
     add_review_command(commands)
     add_token_command(commands)
     add_bench_command(commands)
+    add_lineage_commands(commands)
 
     database = commands.add_parser("db", help="database schema").add_subparsers(required=True)
     database.add_parser("upgrade", help="apply migrations").set_defaults(run=cmd_db_upgrade)

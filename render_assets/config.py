@@ -112,6 +112,13 @@ RENDER_SSE_CORS_ORIGINS = Variable(
 SENTRY_DSN = Variable("SENTRY_DSN", None, "Sentry project DSN; unset: no Sentry", secret=True)
 SENTRY_ENVIRONMENT = Variable("SENTRY_ENVIRONMENT", None, "Sentry environment name (e.g. production)")
 SENTRY_TRACES_SAMPLE_RATE = Variable("SENTRY_TRACES_SAMPLE_RATE", "1.0", "Share of runs traced (0..1)")
+RENDER_WEBHOOK_URL = Variable(
+    "RENDER_WEBHOOK_URL", None, "The web app's webhook for re-renders (POST render.rerendered)", secret=True
+)
+RENDER_WEBHOOK_SECRET = Variable(
+    "RENDER_WEBHOOK_SECRET", None, "HMAC-SHA256 key signing webhook bodies (X-Render-Signature)", secret=True
+)
+RENDER_WEBHOOK_TIMEOUT_S = Variable("RENDER_WEBHOOK_TIMEOUT_S", "5", "Seconds one webhook attempt may take")
 SLACK_WEBHOOK_URL = Variable("SLACK_WEBHOOK_URL", None, "Slack-compatible webhook for failure alerts", secret=True)
 FAILURE_PATTERNS = Variable("FAILURE_PATTERNS", None, "JSON overriding failure-pattern windows and thresholds")
 FAILURE_MONITOR_INTERVAL_S = Variable("FAILURE_MONITOR_INTERVAL_S", "60", "Seconds between failure-pattern checks")
@@ -173,6 +180,9 @@ ALL: tuple[Variable, ...] = (
     SENTRY_DSN,
     SENTRY_ENVIRONMENT,
     SENTRY_TRACES_SAMPLE_RATE,
+    RENDER_WEBHOOK_URL,
+    RENDER_WEBHOOK_SECRET,
+    RENDER_WEBHOOK_TIMEOUT_S,
     SLACK_WEBHOOK_URL,
     FAILURE_PATTERNS,
     FAILURE_MONITOR_INTERVAL_S,

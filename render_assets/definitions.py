@@ -8,6 +8,7 @@ from render_assets import config
 from render_assets.assets import RENDER_ASSETS
 from render_assets.io_managers import BlobIOManager
 from render_assets.jobs import render_job
+from render_assets.lineage import PROMPT_RULES
 from render_assets.observability.setup import setup_observability
 from render_assets.resources import (
     BlobStorageResource,
@@ -16,9 +17,12 @@ from render_assets.resources import (
     RenderQueueResource,
 )
 from render_assets.resources.alerts import FailureAlertsResource
+from render_assets.resources.webhooks import WebhooksResource
 from render_assets.sensors import reconcile_sensor, render_job_sensor
 from render_assets.sensors.failure_patterns import failure_pattern_sensor
+from render_assets.sensors.prompt_rules import prompt_rules_sensor
 from render_assets.sensors.retention import render_retention_sensor
+from render_assets.sensors.webhooks import webhook_sensor
 
 
 def build_resources() -> dict[str, object]:
@@ -75,14 +79,27 @@ def build_resources() -> dict[str, object]:
         "alerts": FailureAlertsResource(
             webhook_url=config.SLACK_WEBHOOK_URL.resource_value(), patterns=config.FAILURE_PATTERNS.value()
         ),
+        "webhooks": WebhooksResource(
+            url=config.RENDER_WEBHOOK_URL.resource_value(),
+            secret=config.RENDER_WEBHOOK_SECRET.resource_value(),
+            timeout_s=config.number(config.RENDER_WEBHOOK_TIMEOUT_S),
+            database=database,
+        ),
     }
 
 
 def build_definitions(resources: dict[str, object]) -> Definitions:
     return Definitions(
-        assets=RENDER_ASSETS,
+        assets=[PROMPT_RULES, *RENDER_ASSETS],
         jobs=[render_job],
-        sensors=[render_job_sensor, reconcile_sensor, failure_pattern_sensor, render_retention_sensor],
+        sensors=[
+            render_job_sensor,
+            reconcile_sensor,
+            failure_pattern_sensor,
+            render_retention_sensor,
+            prompt_rules_sensor,
+            webhook_sensor,
+        ],
         resources=resources,
         executor=in_process_executor,
     )

@@ -2,7 +2,7 @@
 everything else as JSON, so a person can open them in the bucket."""
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dagster import ConfigurableIOManager, InputContext, OutputContext
@@ -15,9 +15,14 @@ IMAGE = "png"
 JSON = "json"
 
 
+def stored_value_key(asset_path: Sequence[str], partition: str | None, value_format: str) -> str:
+    """Where an asset's value for a partition is kept: `dagster/<asset>/<partition>.<format>`."""
+    return "/".join(["dagster", *asset_path, f"{partition or '__unpartitioned__'}.{value_format}"])
+
+
 def _key(context: InputContext | OutputContext, value_format: str) -> str:
-    partition = context.partition_key if context.has_partition_key else "__unpartitioned__"
-    return "/".join(["dagster", *context.asset_key.path, f"{partition}.{value_format}"])
+    partition = context.partition_key if context.has_partition_key else None
+    return stored_value_key(context.asset_key.path, partition, value_format)
 
 
 def _format_of(metadata: Mapping[str, Any] | None) -> str:

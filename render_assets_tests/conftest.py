@@ -16,6 +16,7 @@ from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.domain.database import Database
 from render_assets.migrations import scratch_database, upgrade
 from render_assets_tests.fault_proxy import FaultProxy, fault_proxy
+from render_assets_tests.webhook_inbox import WebhookInbox
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
@@ -29,6 +30,8 @@ TABLES = (
     "render_stage_timings",
     "failure_alerts",
     "usage_records",
+    "render_versions",
+    "webhook_deliveries",
 )
 
 
@@ -126,3 +129,11 @@ def proxy(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultP
     with fault_proxy(gcs_emulator) as running:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", running.url)
         yield running
+
+
+@pytest.fixture
+def inbox() -> Iterator[WebhookInbox]:
+    """A local webhook receiver (the web app's side of the render webhook)."""
+    receiver = WebhookInbox()
+    yield receiver
+    receiver.close()

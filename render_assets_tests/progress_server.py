@@ -167,14 +167,14 @@ class Worker:
         for stage in stages:
             self.publisher.publish(self.render_id, None, stage)
 
-    def complete(self) -> dict[str, Any]:
+    def _delivered(self, name: str) -> tuple[dict[str, Any], int]:
         result = {
             "renderId": self.render_id,
-            "imageUrl": f"https://cdn.example.com/{self.render_id}/master.png",
-            "thumbnailUrl": f"https://cdn.example.com/{self.render_id}/thumbnail.webp",
+            "imageUrl": f"https://cdn.example.com/{self.render_id}/{name}master.png",
+            "thumbnailUrl": f"https://cdn.example.com/{self.render_id}/{name}thumbnail.webp",
         }
         with self.database.session() as session:
-            renders.mark_completed(
+            version = renders.mark_completed(
                 session,
                 self.render_id,
                 result=result,
@@ -182,8 +182,18 @@ class Worker:
                 thumbnail_url=result["thumbnailUrl"],
                 prompt_hash="0" * 64,
             )
+        return result, version.version
+
+    def complete(self) -> dict[str, Any]:
+        result, _ = self._delivered("")
         self.publisher.publish(self.render_id, None, Stage.COMPLETED)
         return result
+
+    def rerender(self) -> dict[str, Any]:
+        """An operator's re-render delivered new objects: the next version, announced on the stream."""
+        result, version = self._delivered(f"{uuid.uuid4().hex[:6]}-")
+        self.publisher.rerendered(self.render_id, version, result)
+        return {**result, "version": version}
 
     def fail(self, reason: str, *, final: bool) -> None:
         with self.database.session() as session:

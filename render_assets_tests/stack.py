@@ -21,6 +21,7 @@ from render_assets.domain.queue_contract import job_options
 from render_assets.io_managers import BlobIOManager
 from render_assets.resources import BlobStorageResource, DatabaseResource, ProvidersResource, RenderQueueResource
 from render_assets.resources.alerts import FailureAlertsResource
+from render_assets.resources.webhooks import WebhooksResource
 from render_assets.sensors import render_job_sensor
 from render_assets_tests.conftest import REDIS_URL
 
@@ -33,6 +34,8 @@ class InProcessStack:
     storage_url: str
     providers: ProvidersResource = field(default_factory=ProvidersResource)
     initial_credits: int = 100
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
 
     @property
     def database(self) -> Database:
@@ -53,6 +56,7 @@ class InProcessStack:
             "storage": storage,
             "io_manager": BlobIOManager(storage=storage),
             "alerts": FailureAlertsResource(),
+            "webhooks": WebhooksResource(url=self.webhook_url, secret=self.webhook_secret, database=database),
         }
 
     @property
@@ -70,6 +74,8 @@ class InProcessStack:
         ) as context:
             result = render_job_sensor(context)
         if isinstance(result, SensorResult):
+            for event in result.asset_events or []:  # as the daemon does, before partitions and runs
+                self.instance.report_runless_asset_event(event)
             for request in result.dynamic_partitions_requests or []:
                 self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys or []))
             return result

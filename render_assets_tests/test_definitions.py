@@ -18,14 +18,24 @@ def test_the_render_job_materializes_the_four_assets_in_order() -> None:
         key.path[-1]: {parent.path[-1] for parent in graph.get(key).parent_keys} for key in graph.get_all_asset_keys()
     }
     assert upstream == {
-        "render_prompt": set(),
+        "prompt_rules": set(),
+        "render_prompt": {"prompt_rules"},
         "raw_render": {"render_prompt"},
         "qa_verdict": {"raw_render"},
         "cdn_image": {"raw_render", "qa_verdict", "render_prompt"},
     }
-    assert {hook.name for hook in job.hook_defs} == {"settle_failed_render"}
+    assert graph.get(AssetKey("prompt_rules")).is_external  # observed, never materialized
     assert job.executor_def.name == "in_process"
     assert AssetKey("cdn_image") in graph.get_all_asset_keys()
+
+
+def test_every_render_asset_carries_the_failure_hook_and_a_computed_code_version() -> None:
+    """On the assets, not the job: backfills and "Materialize" run Dagster's asset job."""
+    graph = defs.resolve_asset_graph()
+    for name in ("render_prompt", "raw_render", "qa_verdict", "cdn_image"):
+        assets_def = graph.get(AssetKey(name)).assets_def
+        assert {hook.name for hook in assets_def.hook_defs} == {"settle_failed_render"}, name
+        assert graph.get(AssetKey(name)).code_version, name
 
 
 def test_the_queue_sensor_runs_without_a_click_in_the_ui() -> None:

@@ -13,6 +13,7 @@ the render_prompt asset's value: those are data, not outputs, and are not search
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -21,7 +22,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ from dagster._serdes import serialize_value
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from render_assets.adapters.alert_webhook import AlertWebhook
+from render_assets.adapters.json_webhook import JsonWebhook
+from render_assets.domain import prompt_styles
 from render_assets.domain.database import Database
 from render_assets.domain.failure_patterns import PatternSettings
 from render_assets.domain.models import Base
@@ -49,8 +50,10 @@ from render_assets_tests.payloads import web_app_job
 from render_assets_tests.progress_server import read_sse, serving, web_settings
 from render_assets_tests.sentry_capture import CollectingTransport, captured_sentry
 from render_assets_tests.stack import InProcessStack, in_process_stack
+from render_assets_tests.webhook_inbox import WebhookInbox
 
 EVENTS_PREFIX = "render-events:"  # the queue resource's default, which the stack uses
+WEBHOOK_SECRET = "webhook-signing-secret"
 SSE_SECRET = "sse-secret-for-leak-test"
 CRASH = threading.Event()  # set: the providers resource hands out a client that crashes
 
@@ -154,35 +157,6 @@ def clean_postgres(postgres_url: str) -> str:
     return postgres_url
 
 
-class WebhookInbox:
-    """A local Slack-compatible webhook that keeps every body posted to it."""
-
-    def __init__(self) -> None:
-        self.bodies: list[str] = []
-        inbox = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                inbox.bodies.append(self.rfile.read(int(self.headers.get("content-length") or 0)).decode())
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def dagster_outputs(stack: InProcessStack) -> list[str]:
     """Each run (tags, config) and its whole event log: messages, errors, asset metadata."""
     found = []
@@ -262,7 +236,7 @@ def alert_outputs(stack: InProcessStack) -> list[str]:
     inbox = WebhookInbox()
     try:
         settings = PatternSettings.from_json('{"provider_api_errors": {"min_count": 1}}')
-        notifiers: list[Notifier] = [sentry_notifier, WebhookNotifier(AlertWebhook(inbox.url))]
+        notifiers: list[Notifier] = [sentry_notifier, WebhookNotifier(JsonWebhook(inbox.url))]
         changes = check_patterns(stack.database, settings, notifiers, now=datetime.now(UTC))
     finally:
         inbox.close()
@@ -304,9 +278,17 @@ def test_planted_secrets_reach_no_output(
     prefix = unique_prefix()
     outputs: dict[str, list[str]] = {}
 
+    render_webhook = WebhookInbox()
     with FakeImageApis() as fake, captured_sentry() as sentry_events:
         providers = SwitchableProviders(**providers_settings(fake, prefix, planted.openai_key))
-        with in_process_stack(database_url, queue_name, tmp_path, providers=providers) as stack:
+        with in_process_stack(
+            database_url,
+            queue_name,
+            tmp_path,
+            providers=providers,
+            webhook_url=render_webhook.url,
+            webhook_secret=WEBHOOK_SECRET,
+        ) as stack:
             delivered, failed, refused, crashed = (planted.job() for _ in range(4))
             failed["annotations"] = []  # a short prompt: the provider's quote of it keeps the brief
             refused["prompt"]["user"] = planted.prompt() * 40  # too long
@@ -328,6 +310,16 @@ def test_planted_secrets_reach_no_output(
             assert ok.success and not not_ok.success and not crash.success
             assert fake.billed("openai") == 1 and fake.calls("openai") == 2
             assert [bull_job(queue_name, job_id).finishedOn is not None for job_id in job_ids] == [True] * 4
+            # An operator's re-render after a template change: a new version, and the web app told.
+            fake.heal("openai")
+            landscape = prompt_styles.TEMPLATES["landscape"]
+            with monkeypatch.context() as patch:
+                patch.setitem(
+                    prompt_styles.TEMPLATES, "landscape", dataclasses.replace(landscape, base="A lovely garden with")
+                )
+                assert stack.execute(partition_key=delivered["renderId"]).success
+            assert len(render_webhook.received) == 1
+            outputs["render webhook"] = [f"{request.headers} {request.body}" for request in render_webhook.received]
 
             outputs["alert webhook"] = alert_outputs(stack)
             outputs["dagster"] = dagster_outputs(stack)
@@ -335,8 +327,9 @@ def test_planted_secrets_reach_no_output(
         assert_sentry_saw_the_failure(sentry_events, failed["renderId"], crashed["renderId"])
     forget(prefix)
 
+    render_webhook.close()
     render_ids = {
-        delivered["renderId"]: "completed",
+        delivered["renderId"]: "rerendered",
         failed["renderId"]: "failed",
         refused["renderId"]: "refused",
         crashed["renderId"]: "failed",
@@ -356,6 +349,8 @@ def test_planted_secrets_reach_no_output(
     assert any("client bug while sending" in entry for entry in outputs["dagster"])
     assert any("invalid job payload" in piece for piece in outputs["bullmq"])
     assert any(piece.startswith("completed ") for piece in outputs["web"])
+    assert any(piece.startswith("rerendered ") for piece in outputs["web"])
+    assert any('"event":"render.rerendered"' in piece for piece in outputs["render webhook"])
     assert len(records.lines) > 50 and any("step raw_render failed" in line for line in records.lines)
     assert_absent(planted, outputs)
     # The progress server's requests were logged (uvicorn's access log), without their tokens.

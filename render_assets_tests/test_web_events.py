@@ -57,6 +57,16 @@ def events_url(base: str, render_id: str) -> str:
     return f"{base}/renders/{render_id}/events"
 
 
+def wait_for_a_client(base: str, timeout_s: float = 20.0) -> None:
+    """Until the server has an event stream open (its `render_sse_clients` gauge), however loaded
+    the machine: what these tests do next must reach a client that is already waiting."""
+    deadline = time.monotonic() + timeout_s
+    while "render_sse_clients 1.0" not in httpx.get(f"{base}/metrics").text:
+        if time.monotonic() > deadline:
+            raise AssertionError("no client connected to the event stream")
+        time.sleep(0.02)
+
+
 def test_replays_a_finished_render_in_order_and_closes(server: str, db: Database, prefix: str) -> None:
     worker = Worker(db, prefix).claim()
     worker.stage(*ALL_STAGES, Stage.UPLOADED)
@@ -72,11 +82,29 @@ def test_replays_a_finished_render_in_order_and_closes(server: str, db: Database
     assert completed["imageUrl"] == result["imageUrl"] and completed["thumbnailUrl"] == result["thumbnailUrl"]
 
 
+def test_a_rerender_reaches_readers_after_the_original_completion(server: str, db: Database, prefix: str) -> None:
+    worker = Worker(db, prefix).claim()
+    worker.stage(Stage.CHARGED, Stage.UPLOADED)
+    worker.complete()
+    first = read_sse(events_url(server, worker.render_id))
+    rerendered = worker.rerender()
+
+    late = read_sse(events_url(server, worker.render_id))  # a page opened after the re-render
+    resumed = read_sse(events_url(server, worker.render_id), headers={"Last-Event-ID": first.events[-1].id})
+
+    assert late.ended and [event.event for event in late.events] == ["stage", "stage", "completed", "rerendered"]
+    assert resumed.ended and [event.event for event in resumed.events] == ["rerendered"]
+    data = json.loads(resumed.events[0].data)
+    assert data["version"] == rerendered["version"] == 2
+    assert data["imageUrl"] == data["result"]["imageUrl"] == rerendered["imageUrl"]
+    assert read_sse(events_url(server, worker.render_id), headers={"Last-Event-ID": resumed.events[0].id}).status == 204
+
+
 def test_follows_a_render_live_until_it_fails(server: str, db: Database, prefix: str) -> None:
     worker = Worker(db, prefix).claim()
 
     def work() -> None:
-        time.sleep(0.3)  # the client is connected and waiting by now
+        wait_for_a_client(server)
         worker.stage(Stage.CHARGED, Stage.GENERATING)
         worker.fail("no provider delivered an image (local: down)", final=False)
         worker.stage(Stage.CHARGED)
@@ -165,7 +193,7 @@ def test_an_unknown_render_waits_in_the_queue_then_goes_live(server: str, db: Da
     worker = Worker(db, prefix)
 
     def work() -> None:
-        time.sleep(0.3)
+        wait_for_a_client(server)
         worker.claim()
         worker.stage(Stage.CHARGED)
         worker.complete()

@@ -86,6 +86,51 @@ class Render(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The delivered version the row's result and URLs are (render_versions.version); None until delivered.
+    current_version: Mapped[int | None] = mapped_column(Integer)
+
+
+class RenderVersion(Base):
+    """One delivered version of a render, kept for good (the web app may link to any of them):
+    the first delivery is version 1; a re-render that delivered different objects is the next."""
+
+    __tablename__ = "render_versions"
+    __table_args__ = (UniqueConstraint("render_id", "version", name="uq_render_versions_render_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    render_id: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    result: Mapped[dict[str, Any]] = mapped_column(JsonColumn)  # the web app's result shape
+    image_url: Mapped[str] = mapped_column(Text)
+    thumbnail_url: Mapped[str] = mapped_column(Text)
+    # The master's object name: the same name is the same bytes (signed URLs differ every time).
+    image_key: Mapped[str | None] = mapped_column(Text)
+    prompt_hash: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(128))
+    # The code version of each asset (and the prompt rules' data version) that made it.
+    code_versions: Mapped[dict[str, Any] | None] = mapped_column(JsonColumn)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    delivered_via: Mapped[str] = mapped_column(String(16))  # bullmq | operator
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for the web app's webhook (an outbox row): written with the change it reports,
+    POSTed until the receiver accepts it or the attempts run out."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)  # also sent, for the receiver
+    event: Mapped[str] = mapped_column(String(64))
+    render_id: Mapped[str] = mapped_column(String(64), index=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JsonColumn)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class CreditTransaction(Base):

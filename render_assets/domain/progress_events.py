@@ -5,6 +5,10 @@ Event names: `stage` (a new stage), `progress` (the percent moved within a stage
 terminal ones, `completed` (with the image URLs) and `failed` (a final failure, with the reason).
 An attempt that failed while BullMQ will try again is a `stage` event with stage `retrying`: a
 client closes on `completed` and `failed` only, and either one ends the render for good.
+
+Later, an operator's re-render that delivered a new version appends `rerendered` (the version
+number and the new result, in the shape of BullMQ's `completed`): it is terminal as well, for a
+client that reads the stream after it was appended.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from render_assets.domain.models import Render, RenderStatus
-from render_assets.domain.progress import Progress, Stage
+from render_assets.domain.progress import Progress, Stage, progress_for
 
 
 class EventKind(StrEnum):
@@ -25,9 +29,11 @@ class EventKind(StrEnum):
     PROGRESS = "progress"
     COMPLETED = "completed"
     FAILED = "failed"
+    RERENDERED = "rerendered"
 
 
-TERMINAL = frozenset({EventKind.COMPLETED, EventKind.FAILED})
+TERMINAL = frozenset({EventKind.COMPLETED, EventKind.FAILED, EventKind.RERENDERED})
+WITH_IMAGES = frozenset({EventKind.COMPLETED, EventKind.RERENDERED})  # events whose data carries image URLs
 RETRYING = "retrying"  # the stage a `stage` event names for an attempt that BullMQ will retry
 QUEUED = "queued"  # the stage of a render that has no row yet (enqueued, not claimed)
 
@@ -45,6 +51,7 @@ class RenderState:
     image_url: str | None
     thumbnail_url: str | None
     result: dict[str, Any] | None
+    version: int | None = None  # the delivered version the URLs are (2 and up after re-renders)
 
 
 @dataclass(frozen=True)
@@ -68,11 +75,12 @@ def render_state(session: Session, render_id: str) -> RenderState | None:
             Render.image_url,
             Render.thumbnail_url,
             Render.result,
+            Render.current_version,
         ).where(Render.id == render_id)
     ).one_or_none()
     if row is None:
         return None
-    return RenderState(render_id, row[0], row[1], row[2] or 0, row[3], row[4], row[5], row[6], row[7])
+    return RenderState(render_id, row[0], row[1], row[2] or 0, row[3], row[4], row[5], row[6], row[7], row[8])
 
 
 def _base(render_id: str, stage: str, percent: int, message: str | None, status: str) -> dict[str, Any]:
@@ -80,10 +88,10 @@ def _base(render_id: str, stage: str, percent: int, message: str | None, status:
 
 
 def _completed(state: RenderState, base: dict[str, Any]) -> ProgressEvent:
-    return ProgressEvent(
-        EventKind.COMPLETED,
-        {**base, "imageUrl": state.image_url, "thumbnailUrl": state.thumbnail_url, "result": state.result},
-    )
+    data = {**base, "imageUrl": state.image_url, "thumbnailUrl": state.thumbnail_url, "result": state.result}
+    if state.version is not None and state.version > 1:  # a re-render's URLs: say which version
+        data["version"] = state.version
+    return ProgressEvent(EventKind.COMPLETED, data)
 
 
 def event_for(render_id: str, progress: Progress, *, before: RenderState | None) -> ProgressEvent:
@@ -105,6 +113,22 @@ def event_for(render_id: str, progress: Progress, *, before: RenderState | None)
         return ProgressEvent(EventKind.FAILED, {**base, "status": RenderStatus.FAILED, "reason": progress.message})
     same_stage = before is not None and before.stage == progress.stage
     return ProgressEvent(EventKind.PROGRESS if same_stage else EventKind.STAGE, base)
+
+
+def rerendered_event(render_id: str, version: int, result: dict[str, Any]) -> ProgressEvent:
+    """A new version of a delivered render: the result as BullMQ's `completed` carries it."""
+    done = progress_for(Stage.COMPLETED)
+    base = _base(render_id, done.stage, done.percent, "Render re-rendered", RenderStatus.COMPLETED)
+    return ProgressEvent(
+        EventKind.RERENDERED,
+        {
+            **base,
+            "version": version,
+            "imageUrl": result.get("imageUrl"),
+            "thumbnailUrl": result.get("thumbnailUrl"),
+            "result": result,
+        },
+    )
 
 
 def snapshot_event(render_id: str, state: RenderState | None) -> ProgressEvent:

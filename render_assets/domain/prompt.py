@@ -22,10 +22,13 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import cache
 from typing import Any
 
+from render_assets.domain.fingerprints import digest, logic_digest
 from render_assets.domain.payload import Annotation, RenderJob
 from render_assets.domain.plant_catalogue import Plant, builtin
 from render_assets.domain.prompt_styles import DEFAULT_STYLE, StyleChoice, choose
@@ -79,6 +82,11 @@ class BuiltPrompt:
     plants_matched: int = 0  # plants found in the catalogue
     environment_overrides: list[str] = field(default_factory=list)  # factors the user's words chose
     attempt: int = 0  # the BullMQ attempt the seed was drawn for
+
+    @property
+    def version(self) -> str:
+        """What an image depends on (prompt, negative prompt, seed): `render_prompt`'s data version."""
+        return digest([self.text, self.negative, self.seed])
 
 
 @dataclass(frozen=True)
@@ -312,3 +320,79 @@ def build_prompt(job: RenderJob, *, attempt: int = 0) -> BuiltPrompt:
         environment_overrides=list(choice.overridden),
         attempt=attempt,
     )
+
+
+@dataclass(frozen=True)
+class PromptRules:
+    """What the current prompt rules make of a design, for lineage: `version` changes exactly when
+    the prompt they build for it would (Dagster compares it with the version a render was made
+    from), and `parts` are the digests of the rules it used, to name what changed."""
+
+    version: str  # "<style>-<digest of the prompt and negative prompt>"
+    parts: dict[str, str]
+
+
+def prompt_rules(job: RenderJob) -> PromptRules:
+    built = build_prompt(job)
+    choice = choose(user_text(job.prompt.user, MAX_USER_CHARS))
+    catalogue = builtin()
+    plant_names = sorted({item.element.name for item in _placed(job) if item.element.category == "plant"})
+    template = {name: value for name, value in asdict(choice.template).items() if name != "keywords"}
+    parts = {
+        "style": choice.template.name,
+        "template": digest(template),
+        "environment": digest(choice.environment),
+        "quality": digest([built.quality_level, QUALITY_PRESETS[built.quality_level]]),
+        "plants": digest({name: catalogue.find(name) for name in plant_names}),
+        "phrases": digest([NEGATIVE_PROMPT, TECHNICAL, GROUP_PHRASES]),
+        "builder": builder_digest(),
+    }
+    return PromptRules(version=f"{choice.template.name}-{digest([built.text, built.negative])}", parts=parts)
+
+
+def rules_digest() -> str:
+    """All the prompt rules at once (every template, phrase, preset and catalogue entry, and the
+    builder): when it changes, some render's `prompt_rules` may have."""
+    from render_assets.domain import prompt_styles
+
+    tables = [
+        prompt_styles.TEMPLATES,
+        prompt_styles.SEASONS,
+        prompt_styles.TIMES_OF_DAY,
+        prompt_styles.WEATHER,
+        prompt_styles.CAMERA_ANGLES,
+        QUALITY_PRESETS,
+        [NEGATIVE_PROMPT, TECHNICAL, GROUP_PHRASES],
+        builtin().plants,
+    ]
+    return digest([tables, builder_digest()])
+
+
+@cache
+def builder_digest() -> str:
+    """The prompt builder's code (not its tables of words, which `prompt_rules` versions per use)."""
+    from render_assets.domain import plant_catalogue, prompt_styles
+
+    return logic_digest(sys.modules[__name__], prompt_styles, plant_catalogue)
+
+
+PART_NAMES = {
+    "template": "style template",
+    "environment": "environment phrases",
+    "quality": "quality preset",
+    "plants": "plant catalogue entries",
+    "phrases": "fixed prompt phrases",
+    "builder": "prompt builder code",
+}
+
+
+def rules_change(before: dict[str, str], after: dict[str, str]) -> str:
+    """What changed between two `PromptRules.parts`, in words ("style template 'modern' changed")."""
+    if before.get("style") != after.get("style"):
+        return f"style changed from {before.get('style', 'unknown')!r} to {after.get('style')!r}"
+    changed = [
+        f"{label} {after['style']!r}" if key == "template" else label
+        for key, label in PART_NAMES.items()
+        if before.get(key) != after.get(key)
+    ]
+    return (", ".join(changed) + " changed") if changed else "the prompt changed"

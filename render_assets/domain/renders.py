@@ -10,10 +10,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from render_assets.domain import render_versions
 from render_assets.domain.models import Render, RenderStatus, utcnow
 from render_assets.domain.payload import RenderJob
 from render_assets.domain.pricing import render_cost
 from render_assets.domain.progress import Progress, Stage, progress_for
+from render_assets.domain.render_versions import DeliveredVersion, VersionFacts
 
 
 class ClaimVerdict(StrEnum):
@@ -87,6 +89,12 @@ def record_claim(session: Session, job: RenderJob, claim: BullClaim) -> ClaimDec
     return ClaimDecision(ClaimVerdict.RUN)
 
 
+def payloads(session: Session, render_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The payloads of those of `render_ids` that have a row."""
+    rows = session.execute(select(Render.id, Render.payload).where(Render.id.in_(render_ids)))
+    return {render_id: payload for render_id, payload in rows}
+
+
 def in_flight(session: Session) -> list[Render]:
     """Renders whose current attempt has not ended: claimed, or being processed."""
     statuses = (RenderStatus.CLAIMED, RenderStatus.PROCESSING)
@@ -149,25 +157,41 @@ def mark_completed(
     image_url: str,
     thumbnail_url: str,
     prompt_hash: str,
-) -> None:
-    """Record a delivery. `claim_token`: the delivering run's BullMQ claim (None for an operator's
-    run); a claim that is no longer the render's current one cannot complete it."""
+    image_key: str | None = None,
+    facts: VersionFacts | None = None,
+) -> DeliveredVersion:
+    """Record a delivery as the render's next version. `claim_token`: the delivering run's BullMQ
+    claim (None for an operator's run); a claim that is no longer the render's current one cannot
+    complete it. An operator's re-render of a delivered render changes only its result and URLs
+    (the status, progress and first delivery time stay); one that came out identical changes
+    nothing. `image_key`: the master's object name (default: its URL)."""
     render = lock(session, render_id)
     if render is None:
         raise LookupError(f"render {render_id} has no row in the renders table")
     if claim_token is not None and (render.claim_token != claim_token or render.status not in RenderStatus.IN_FLIGHT):
         raise StaleClaim(f"render {render_id} is no longer claimed by this run ({render.status})")
+    rerender = claim_token is None and render.status == RenderStatus.COMPLETED
+    version = render_versions.record(
+        session,
+        render,
+        result=result,
+        image_url=image_url,
+        thumbnail_url=thumbnail_url,
+        image_key=image_key or image_url,
+        prompt_hash=prompt_hash,
+        delivered_via="bullmq" if claim_token is not None else "operator",
+        facts=facts or VersionFacts(),
+    )
+    if rerender:
+        return version
     done = progress_for(Stage.COMPLETED)
     render.status = RenderStatus.COMPLETED
     render.stage, render.progress, render.message = done.stage, done.percent, done.message
-    render.result = result
-    render.image_url = image_url
-    render.thumbnail_url = thumbnail_url
-    render.prompt_hash = prompt_hash
     render.error = None
     # The claim stays until settlement has told BullMQ, so a crash in between is caught up on.
     render.delivered_via = "bullmq" if claim_token is not None else (render.delivered_via or "operator")
     render.completed_at = utcnow()
+    return version
 
 
 def is_last_attempt(render: Render) -> bool:

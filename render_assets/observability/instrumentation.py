@@ -27,23 +27,13 @@ from render_assets.domain.stage_timings import FAILURE, SUCCESS, StepTry
 from render_assets.observability.logs import log_context
 from render_assets.observability.scrubbing import scrub_exception, sensitive_strings
 from render_assets.observability.sentry import stage_transaction
+from render_assets.run_identity import RunIdentity
 from render_assets.services.failure_reports import StepFailure, payload_sensitive_strings, report_failure
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-RUN_KEY_TAG = "dagster/run_key"
-PARTITION_TAG = "dagster/partition"
-
-
-def attempt_of(run_key: str | None) -> int | None:
-    """The 1-based BullMQ attempt of a run key `<renderId>:<bullJobId>:<attemptsMade>[.r<n>]`."""
-    if not run_key or ":" not in run_key:
-        return None
-    made = run_key.rsplit(":", 1)[1].split(".", 1)[0]
-    return int(made) + 1 if made.isdigit() else None
 
 
 def _plain(value: Any) -> Any:
@@ -105,7 +95,7 @@ class _StepObservation:
 
     @contextmanager
     def active(self) -> Iterator[None]:
-        attempt = attempt_of(self.context.run.tags.get(RUN_KEY_TAG))
+        attempt = RunIdentity.of(self.context.run).attempt
         with (
             sensitive_strings.registered(_payload_strings(self.database, self.run_id, self.render_id)),
             log_context(renderId=self.render_id, runId=self.run_id, stage=self.stage),
@@ -218,7 +208,8 @@ def _error_types(error: BaseException | None) -> tuple[str, ...]:
 
 
 def _step_failure(context: HookContext, run: DagsterRun) -> StepFailure:
-    render_id, run_key = run.tags[PARTITION_TAG], run.tags.get(RUN_KEY_TAG)
+    identity = RunIdentity.of(run)
+    render_id, run_key = identity.render_id or "-", identity.claim_run_key
     error = context.op_exception
     if isinstance(error, Failure):
         explicit = _metadata_value(error, "failure_class")
@@ -258,10 +249,11 @@ def reports_failures(hook: Callable[[HookContext], None]) -> Callable[[HookConte
     @functools.wraps(hook)
     def reporting(context: HookContext) -> None:
         run = context.instance.get_run_by_id(context.run_id)
-        if run is None or PARTITION_TAG not in run.tags:
+        render_id = RunIdentity.of(run).render_id if run is not None else None
+        if run is None or render_id is None:
             hook(context)
             return
-        with log_context(renderId=run.tags[PARTITION_TAG], runId=context.run_id, stage=context.step_key):
+        with log_context(renderId=render_id, runId=context.run_id, stage=context.step_key):
             try:
                 hook(context)
             finally:

@@ -1,7 +1,7 @@
 from dagster import ConfigurableResource
 from pydantic import field_validator
 
-from render_assets.adapters.alert_webhook import AlertWebhook
+from render_assets.adapters.json_webhook import JsonWebhook
 from render_assets.domain.failure_patterns import PatternSettings
 from render_assets.services.failure_monitor import Notifier, WebhookNotifier, sentry_notifier
 
@@ -26,5 +26,5 @@ class FailureAlertsResource(ConfigurableResource):
     def notifiers(self) -> list[Notifier]:
         notifiers: list[Notifier] = [sentry_notifier]
         if self.webhook_url:
-            notifiers.append(WebhookNotifier(AlertWebhook(self.webhook_url, timeout_s=self.webhook_timeout_s)))
+            notifiers.append(WebhookNotifier(JsonWebhook(self.webhook_url, timeout_s=self.webhook_timeout_s)))
         return notifiers

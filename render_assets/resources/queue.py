@@ -5,6 +5,7 @@ from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.adapters.event_stream import EventStream
 from render_assets.adapters.run_liveness import Heartbeat, RunLiveness
 from render_assets.resources.database import DatabaseResource
+from render_assets.run_identity import RunIdentity
 from render_assets.services.run_context import load_run
 
 
@@ -36,9 +37,10 @@ class RenderQueueResource(ConfigurableResource):
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         run = context.dagster_run
-        if run is None or "dagster/partition" not in run.tags or "dagster/run_key" not in run.tags:
-            return
-        render = load_run(self.database.get(), run.tags["dagster/partition"], run.tags["dagster/run_key"])
+        identity = RunIdentity.of(run) if run is not None else None
+        if run is None or identity is None or identity.render_id is None or identity.is_operator_run:
+            return  # an operator's re-render holds no claim: nothing to keep alive
+        render = load_run(self.database.get(), identity.render_id, identity.claim_run_key)
         claim, queue, liveness, run_id = render.bull, self.get(), self.liveness(), run.run_id
 
         def beat() -> None:

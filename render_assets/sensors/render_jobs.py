@@ -13,19 +13,21 @@ from dagster import (
 )
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
-from render_assets import config
+from render_assets import config, lineage
+from render_assets.domain.prompt import prompt_rules
 from render_assets.jobs import render_job
 from render_assets.partitions import render_partitions
 from render_assets.resources import DatabaseResource, ProvidersResource, RenderQueueResource
+from render_assets.run_identity import BULL_JOB_TAG, RUN_KEY_TAG, RunIdentity, RunKind
 from render_assets.services import claims
 
-RUN_KEY_TAG = "dagster/run_key"
-BUSY_STATUSES = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-]
+IN_PROGRESS = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
+PRIORITY_TAG = "dagster/priority"
+# Dagster's run queue starts higher priorities first: customers' runs before operators' re-renders
+# (`render-assets rerender` gives its backfill a negative one), and by subscription tier, as the
+# web app's BullMQ priorities order the backlog.
+TIER_PRIORITY = {"growth": 30, "pro": 20, "starter": 10}
 
 
 def run_slots(instance: DagsterInstance) -> int:
@@ -39,11 +41,27 @@ def run_slots(instance: DagsterInstance) -> int:
 
 
 def busy_runs(instance: DagsterInstance) -> int:
-    return instance.get_runs_count(RunsFilter(job_name=render_job.name, statuses=BUSY_STATUSES))
+    """Run slots taken or promised: every run in progress (a customer's or an operator's) and every
+    render run waiting in Dagster's queue. An operator's backfill waiting behind them is not
+    counted: customers' runs start first, so it never holds back a claim."""
+    return instance.get_runs_count(RunsFilter(statuses=IN_PROGRESS)) + instance.get_runs_count(
+        RunsFilter(job_name=render_job.name, statuses=WAITING)
+    )
 
 
 def run_exists(instance: DagsterInstance, run_key: str) -> bool:
     return instance.get_runs_count(RunsFilter(job_name=render_job.name, tags={RUN_KEY_TAG: run_key})) > 0
+
+
+def _run_request(run: claims.RunToStart) -> RunRequest:
+    job = run.job
+    identity = RunIdentity(run.render_id, RunKind.CUSTOMER, run.run_key)
+    tags = {
+        **identity.tags(organization_id=job.organizationId, project_id=job.projectId, tier=job.subscriptionTier),
+        BULL_JOB_TAG: run.bull_job_id,
+        PRIORITY_TAG: str(TIER_PRIORITY.get(job.subscriptionTier, 0)),
+    }
+    return RunRequest(run_key=run.run_key, partition_key=run.render_id, tags=tags)
 
 
 @sensor(
@@ -58,7 +76,8 @@ def render_job_sensor(
     providers: ProvidersResource,
 ) -> SensorResult | SkipReason:
     """Claims as many BullMQ jobs as there are free run slots, so BullMQ's priorities still order
-    the backlog, and requests one run per claim (claims left over by a failed tick first)."""
+    the backlog, and requests one run per claim (claims left over by a failed tick first). Each
+    render's prompt rules are observed before its run starts, so its lineage has a start."""
     db = database.get()
     leftover = [run for run in claims.pending_runs(db) if not run_exists(context.instance, run.run_key)]
     free = run_slots(context.instance) - busy_runs(context.instance) - len(leftover)
@@ -68,14 +87,10 @@ def render_job_sensor(
         context.log.warning(f"BullMQ job {job_id} rejected: {reason}")
     if not runs:
         return SkipReason(f"no claimable jobs ({max(free, 0)} free run slots)")
+    # Recorded before the partitions and runs (the daemon handles a result's parts in that order).
+    observations = lineage.changed_rules(context.instance, {run.render_id: prompt_rules(run.job) for run in runs})
     return SensorResult(
-        run_requests=[
-            RunRequest(
-                run_key=run.run_key,
-                partition_key=run.render_id,
-                tags={"render/render_id": run.render_id, "render/bull_job_id": run.bull_job_id},
-            )
-            for run in runs
-        ],
+        run_requests=[_run_request(run) for run in runs],
         dynamic_partitions_requests=[render_partitions.build_add_request(sorted({run.render_id for run in runs}))],
+        asset_events=observations,
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from render_assets.adapters.bullmq_queue import JOB_NAME, BullQueue, ClaimedJob, JobRef
 from render_assets.domain import renders
 from render_assets.domain.database import Database
-from render_assets.domain.payload import InvalidJob, parse_job
+from render_assets.domain.payload import InvalidJob, RenderJob, parse_job
 from render_assets.domain.renders import BullClaim, ClaimVerdict
 from render_assets.domain.url_policy import HostAllowlist, job_url_problems
 
@@ -27,6 +27,7 @@ class RunToStart:
     render_id: str
     run_key: str
     bull_job_id: str
+    job: RenderJob
 
 
 @dataclass
@@ -43,7 +44,12 @@ def run_key_for(render_id: str, claimed: ClaimedJob) -> str:
 def pending_runs(database: Database) -> list[RunToStart]:
     with database.session() as session:
         return [
-            RunToStart(render_id=row.id, run_key=row.run_key, bull_job_id=row.bull_job_id)
+            RunToStart(
+                render_id=row.id,
+                run_key=row.run_key,
+                bull_job_id=row.bull_job_id,
+                job=RenderJob.model_validate(row.payload),
+            )
             for row in renders.pending_claims(session)
             if row.run_key and row.bull_job_id
         ]
@@ -102,7 +108,7 @@ def _admit(
     with database.session() as session:
         decision = renders.record_claim(session, job, claim)
     if decision.verdict is ClaimVerdict.RUN:
-        outcome.runs.append(RunToStart(render_id=job.renderId, run_key=run_key, bull_job_id=claimed.job_id))
+        outcome.runs.append(RunToStart(render_id=job.renderId, run_key=run_key, bull_job_id=claimed.job_id, job=job))
     elif decision.verdict is ClaimVerdict.ALREADY_DELIVERED:
         queue.complete(ref, decision.result or {})
     else:

@@ -28,9 +28,11 @@ from render_assets.domain.models import Render, RenderStatus, utcnow
 from render_assets.domain.object_keys import IMMUTABLE_CACHE_CONTROL, object_key, render_folder, variant_of
 from render_assets.domain.payload import RenderJob
 from render_assets.domain.progress import Stage
+from render_assets.domain.render_versions import DeliveredVersion, VersionFacts
 from render_assets.domain.variants import VARIANTS, Variant, encode_variant
 from render_assets.services.failures import RenderFailed
 from render_assets.services.progress import ProgressPublisher
+from render_assets.services.render_webhooks import RenderWebhooks
 from render_assets.services.run_context import RenderRun
 from render_assets.services.settlement import settle
 
@@ -68,6 +70,7 @@ class StoredVariants:
 class Delivery:
     result: dict[str, Any]
     variants: StoredVariants
+    version: DeliveredVersion  # which version of the render this is, and whether it is new
 
 
 def store_variants(storage: BlobStore, job: RenderJob, image: Image.Image, prompt_hash: str) -> StoredVariants:
@@ -133,11 +136,19 @@ def deliver(
     progress: ProgressPublisher,
     image: Image.Image,
     prompt_hash: str,
+    *,
+    facts: VersionFacts | None = None,
+    started_at: datetime | None = None,
+    webhooks: RenderWebhooks | None = None,
 ) -> Delivery:
-    """Store the variants, record the result, and complete the BullMQ job.
+    """Store the variants and record them as the render's next version; a customer's run then
+    completes its BullMQ job, an operator's re-render tells the web app (the event stream and,
+    when configured, the webhook) about a new version. A re-render that came out identical is
+    no new version and tells nobody.
 
-    Storage that still fails after its own retries raises `RenderFailed` with `retry_step`: running
-    the delivery step again may help, and it never calls the provider again.
+    `started_at`: when the work began, for `processingTime` (default: the customer's first
+    attempt). Storage that still fails after its own retries raises `RenderFailed` with
+    `retry_step`: running the delivery step again may help, and it never calls the provider again.
     """
     try:
         variants = store_variants(storage, run.job, image, prompt_hash)
@@ -149,10 +160,10 @@ def deliver(
         ) from error
     master = variants.master
     try:
-        progress.publish(run.render_id, run.bull, Stage.UPLOADED)
+        progress.stage(run, Stage.UPLOADED)
         with database.session() as session:
             row = renders.require(session, run.render_id)
-            started = row.started_at or row.created_at
+            started = started_at or row.started_at or row.created_at
             elapsed_ms = int((utcnow() - _aware(started)).total_seconds() * 1000)
             result = {
                 "renderId": run.render_id,
@@ -168,7 +179,7 @@ def deliver(
                     "fileSize": master.size,
                 },
             }
-            renders.mark_completed(
+            version = renders.mark_completed(
                 session,
                 run.render_id,
                 claim_token=run.bull.token if run.bull is not None else None,
@@ -176,7 +187,11 @@ def deliver(
                 image_url=master.url,
                 thumbnail_url=variants.thumbnail.url,
                 prompt_hash=prompt_hash,
+                image_key=master.key,
+                facts=facts,
             )
+            if run.is_operator_run and version.new and webhooks is not None:
+                webhooks.enqueue_rerendered(session, run.render_id, version.version, result)
     except BaseException as error:
         # Not delivered, so nothing may point at the new objects: none of them may stay public.
         _remove_quietly(storage, variants.created_keys())
@@ -184,10 +199,14 @@ def deliver(
             raise RenderFailed(str(error), permanent=True) from None
         raise
     if run.bull is not None:
-        progress.publish(run.render_id, run.bull, Stage.COMPLETED)
+        progress.stage(run, Stage.COMPLETED)
         # Tells BullMQ and records usage; if Redis is away, the reconciler finishes it later.
         settle(database, queue, progress, run.render_id)
-    return Delivery(result=result, variants=variants)
+    elif run.is_operator_run and version.new:
+        progress.rerendered(run.render_id, version.version, result)
+        if webhooks is not None:
+            webhooks.send_due(render_id=run.render_id)  # one attempt now; webhook_sensor retries
+    return Delivery(result=result, variants=variants, version=version)
 
 
 def remove_objects(storage: BlobStore, render: Render, run_key: str | None = None) -> list[str]:

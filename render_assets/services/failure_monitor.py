@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from render_assets.adapters.alert_webhook import AlertWebhook
+from render_assets.adapters.json_webhook import JsonWebhook
 from render_assets.domain import failure_alerts, failure_records
 from render_assets.domain.database import Database
 from render_assets.domain.failure_patterns import (
@@ -169,7 +169,7 @@ def _details_text(details: dict[str, Any]) -> str:
 
 
 class WebhookNotifier:
-    def __init__(self, webhook: AlertWebhook) -> None:
+    def __init__(self, webhook: JsonWebhook) -> None:
         self.webhook = webhook
 
     def __call__(self, change: AlertChange) -> None:

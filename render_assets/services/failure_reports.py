@@ -77,11 +77,12 @@ def _provider(session: Any, failure: StepFailure, failure_class: str) -> str | N
 def report_failure(database: Database, failure: StepFailure) -> FailedAttempt | None:
     """Record a failed attempt and tell Sentry when it was the render's last; None for runs that
     no longer own their render (stale claims) or renders delivered after all."""
+    operator = failure.run_key is None  # an operator's re-render: recorded, never final for the render
     with database.session() as session:
         row = renders.get(session, failure.render_id)
-        if row is None or row.status == RenderStatus.COMPLETED:
+        if row is None:
             return None
-        if failure.run_key is not None and row.run_key != failure.run_key:
+        if not operator and (row.status == RenderStatus.COMPLETED or row.run_key != failure.run_key):
             return None
         sensitive = payload_sensitive_strings(row.payload)
         failure_class = classify(
@@ -93,10 +94,10 @@ def report_failure(database: Database, failure: StepFailure) -> FailedAttempt | 
             render_id=failure.render_id,
             run_id=failure.run_id,
             stage=failure.stage,
-            attempt=(row.claim_attempt or 0) + 1 if failure.run_key is not None else None,
+            attempt=None if operator else (row.claim_attempt or 0) + 1,
             failure_class=failure_class.value,
             provider=_provider(session, failure, failure_class),
-            final=row.status == RenderStatus.FAILED,
+            final=not operator and row.status == RenderStatus.FAILED,
             reason=reason,
             qa_score=failure.qa_score,
         )

@@ -34,7 +34,7 @@ def generate(
 ) -> GeneratedImage:
     """The job's preferred provider first (`settings.provider`), then the configured order.
     `source_images`: the fetcher of the customer's photo; None keeps the render text-to-image."""
-    progress.publish(run.render_id, run.bull, Stage.GENERATING)
+    progress.stage(run, Stage.GENERATING)
     reference = source_photo(run.job, source_images)
     width, height = run.job.settings.size
     request = GenerationRequest(
@@ -57,7 +57,7 @@ def generate(
         fitted = fit_exact(generated.image, width, height)
         generated.image, generated.upscale_method = fitted.image, fitted.method
         generated.native_size = generated.native_size or fitted.native_size
-    progress.publish(run.render_id, run.bull, Stage.GENERATED)
+    progress.stage(run, Stage.GENERATED)
     return generated
 
 

@@ -4,13 +4,15 @@ that hold a BullMQ claim, the job."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from render_assets.adapters.bullmq_queue import BullQueue, JobRef
 from render_assets.adapters.event_stream import EventStream
 from render_assets.domain import renders
 from render_assets.domain.database import Database
 from render_assets.domain.progress import Progress, Stage, progress_for
-from render_assets.domain.progress_events import event_for, render_state
+from render_assets.domain.progress_events import event_for, render_state, rerendered_event
+from render_assets.services.run_context import RenderRun
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,11 @@ class ProgressPublisher:
         self.database = database
         self.queue = queue
         self.events = events
+
+    def stage(self, run: RenderRun, stage: Stage, *, message: str | None = None) -> None:
+        """A stage a run reached; an operator's re-render reports none (`RenderRun.reports_progress`)."""
+        if run.reports_progress:
+            self.publish(run.render_id, run.bull, stage, message=message)
 
     def publish(self, render_id: str, bull: JobRef | None, stage: Stage, *, message: str | None = None) -> None:
         self.send(render_id, bull, progress_for(stage, message=message))
@@ -44,3 +51,13 @@ class ProgressPublisher:
                 # A Redis blip must not fail the render: the heartbeat renews the lock, and the
                 # next stage (or settlement) tells BullMQ where the render stands.
                 log.warning("could not report progress of render %s to BullMQ", render_id, exc_info=True)
+
+    def rerendered(self, render_id: str, version: int, result: dict[str, Any]) -> None:
+        """Tell browsers about a new version of a delivered render: an event on its stream only
+        (the row already holds the version; BullMQ's job ended with the first delivery)."""
+        if self.events is None:
+            return
+        try:
+            self.events.append(render_id, rerendered_event(render_id, version, result))
+        except Exception:
+            log.warning("could not append the re-render of render %s to its event stream", render_id, exc_info=True)

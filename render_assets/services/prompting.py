@@ -16,9 +16,11 @@ def prepare_prompt(
 ) -> BuiltPrompt:
     """Charge the render (only runs that hold a BullMQ claim charge), then build its prompt."""
     with database.session() as session:
-        renders.mark_processing(session, run.render_id)
+        if not run.is_operator_run:  # an operator's re-render leaves the row's status alone
+            renders.mark_processing(session, run.render_id)
         row = renders.require(session, run.render_id)
-        # Each BullMQ attempt draws a new seed, so a retry after a failed QA is a new image.
+        # Each BullMQ attempt draws a new seed, so a retry after a failed QA is a new image; an
+        # operator's re-render draws the last attempt's, so unchanged inputs give the same image.
         cost, attempt = row.credit_cost, row.claim_attempt or 0
     if run.bull is not None:
         try:
@@ -32,7 +34,7 @@ def prepare_prompt(
                 )
         except ledger.InsufficientCredits as error:
             raise RenderFailed(str(error), permanent=True) from None
-        progress.publish(run.render_id, run.bull, Stage.CHARGED)
+        progress.stage(run, Stage.CHARGED)
     built = build_prompt(run.job, attempt=attempt)
-    progress.publish(run.render_id, run.bull, Stage.PROMPT_READY)
+    progress.stage(run, Stage.PROMPT_READY)
     return built

@@ -78,5 +78,5 @@ def check_quality(
         perceptual_hashes.record(
             session, render_id=run.render_id, organization_id=organization_id, value=int(verdict.phash, 16)
         )
-    progress.publish(run.render_id, run.bull, Stage.QUALITY_CHECKED)
+    progress.stage(run, Stage.QUALITY_CHECKED)
     return QualityOutcome(verdict)

@@ -33,6 +33,7 @@ from render_assets.domain.qa import QaVerdict
 from render_assets.domain.quality_reviews import APPROVED, IN_REVIEW, PENDING, REJECTED, ReviewError
 from render_assets.services import delivery, settlement
 from render_assets.services.progress import ProgressPublisher
+from render_assets.services.render_webhooks import RenderWebhooks
 from render_assets.services.run_context import RenderRun
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def hold(
         )
         result = _held_result(job, review_id, prompt_hash, verdict)
         held = quality_reviews.mark_render_held(session, run.render_id, result)
-    progress.publish(run.render_id, run.bull, Stage.QUALITY_CHECKED, message=quality_reviews.HELD_MESSAGE)
+    progress.stage(run, Stage.QUALITY_CHECKED, message=quality_reviews.HELD_MESSAGE)
     if held and run.bull is not None:
         queue.complete(run.bull, result)
         with database.session() as session:
@@ -166,9 +167,11 @@ def approve(
     *,
     by: str | None = None,
     note: str | None = None,
+    webhooks: RenderWebhooks | None = None,
 ) -> dict[str, object]:
     """Deliver the held image; returns the delivered result. Approving again after a crash
-    part-way finishes the delivery."""
+    part-way finishes the delivery. An operator re-run's image becomes the render's next version
+    (the web app hears of it as a re-render)."""
     with database.session() as session:
         review = quality_reviews.require(session, review_id)
         render = renders.require(session, review.render_id)
@@ -181,6 +184,7 @@ def approve(
             raise ReviewError(f"review {review_id} was decided by someone else meanwhile")
         job = RenderJob.model_validate(render.payload)
         key, prompt_hash, customer = review.image_key, review.prompt_hash, review.customer_attempt
+        held_at = review.created_at
     try:
         try:
             image = imaging.decode(storage.get(key))
@@ -190,13 +194,15 @@ def approve(
                 "reject the review or re-run the render"
             ) from None
         delivered = delivery.deliver(
-            RenderRun(render_id=job.renderId, job=job, bull=None),
+            RenderRun(render_id=job.renderId, job=job, bull=None, operator=not customer),
             database,
             storage,
             queue,
             progress,
             image,
             prompt_hash,
+            started_at=None if customer else held_at,
+            webhooks=webhooks,
         )
     except BaseException:
         with database.session() as session:  # not delivered: the review waits again

@@ -129,3 +129,15 @@ def _tell_bullmq(
     with database.session() as session:
         renders.release_claim(session, render_id, ref.token)
     return told
+
+
+def operator_run_outcome(database: Database, render_id: str) -> str:
+    """What a failed operator re-render left the render with: all it had, in words for the UI.
+    (Such a run settles nothing: it charged nothing, holds no claim and moved no progress.)"""
+    with database.session() as session:
+        render = renders.get(session, render_id)
+        if render is None:
+            return f"render {render_id} is unknown"
+        if render.status == RenderStatus.COMPLETED:
+            return f"re-render failed; render {render_id} stays delivered as version {render.current_version or 1}"
+        return f"re-render failed; render {render_id} stays {render.status}"

@@ -5,7 +5,9 @@
 - Otherwise (a first connection to a stream that was trimmed, an expired or not yet written
   stream, a resume from an entry trimmed away) it first gets a snapshot of the renders row, whose
   id is the stream's last entry id, then the entries after that.
-- It ends after `completed` or `failed`. While nothing arrives, it checks the row every idle
+- It ends after a terminal event (`completed`, `failed`, or a re-render's `rerendered`) that
+  nothing follows yet, so a client reading the stream after a re-render gets the original
+  `completed` and then the `rerendered`. While nothing arrives, it checks the row every idle
   period, so a render whose terminal event never reached the stream still ends for its clients.
 """
 
@@ -23,7 +25,7 @@ from sse_starlette import ServerSentEvent
 from render_assets.adapters.event_stream import entry_id_order
 from render_assets.adapters.event_stream_reader import START, EventStreamReader, StreamEntry, StreamWatch
 from render_assets.domain.models import RenderStatus
-from render_assets.domain.progress_events import TERMINAL, EventKind, ProgressEvent, RenderState, snapshot_event
+from render_assets.domain.progress_events import TERMINAL, WITH_IMAGES, ProgressEvent, RenderState, snapshot_event
 from render_assets.web.public_urls import PublicUrls
 
 log = logging.getLogger(__name__)
@@ -82,26 +84,28 @@ class EventFeed:
                     return
             first = snapshot is None
             caught_up = False  # the first read goes to Redis: the watcher may not have this key yet
+            ended = False  # the last entry sent was terminal: end unless more follow it
             while True:
                 changed = self.watch.changed(render_id)  # taken before reading: no lost wake-up
                 entries = self.watch.buffered_after(render_id, cursor) if caught_up else None
-                if entries is None:
-                    entries = await self._read(render_id, cursor)
+                if entries is None or (ended and not entries):
+                    entries = await self._read(render_id, cursor)  # a terminal event: ask Redis itself
                 caught_up = True
                 for entry in entries:
                     yield self._entry(entry, retry=first)
                     first = False
                     cursor = entry.id
-                    if entry.event in TERMINAL:
-                        return
+                    ended = entry.event in TERMINAL
                 if entries:
                     continue
+                if ended:
+                    return
                 try:
                     await asyncio.wait_for(changed.wait(), timeout=self.idle_s)
                 except TimeoutError:
-                    ended = await self._ended_in_database(render_id, cursor)
-                    if ended is not None:
-                        yield ended
+                    outcome = await self._ended_in_database(render_id, cursor)
+                    if outcome is not None:
+                        yield outcome
                         return
 
     async def _ended_in_database(self, render_id: str, cursor: str) -> ServerSentEvent | None:
@@ -129,7 +133,7 @@ class EventFeed:
         return self._sse(entry.event, data, entry.id, retry=retry)
 
     def _sse(self, kind: str, data: dict[str, object], event_id: str, *, retry: bool = False) -> ServerSentEvent:
-        if kind == EventKind.COMPLETED:
+        if kind in WITH_IMAGES:
             data = self.urls.rewrite(data)
         return ServerSentEvent(
             data=json.dumps(data, separators=(",", ":")),

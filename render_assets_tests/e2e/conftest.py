@@ -72,6 +72,7 @@ class RenderStack:
     database_url: str
     stack_env: dict[str, str]
     env: dict[str, str]
+    workspace: Path = WORKSPACE
     process: subprocess.Popen[bytes] | None = None
     producer_runs: int = field(default=0)
 
@@ -146,8 +147,8 @@ class RenderStack:
         started_at = time.time()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [_executable("dagster-daemon"), "run", "-w", str(WORKSPACE)],
-                cwd=PROJECT_ROOT,
+                [_executable("dagster-daemon"), "run", "-w", str(self.workspace)],
+                cwd=self.workspace.parent,  # `python -m` children put their working directory first on sys.path
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -182,7 +183,7 @@ class RenderStack:
             instance.dispose()
         return pids[-1] if pids else None
 
-    def render_assets(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def render_assets(self, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
         """The project's CLI with the stack's environment."""
         return subprocess.run(
             [_executable("render-assets"), *args],
@@ -190,7 +191,7 @@ class RenderStack:
             env=self.env,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=timeout_s,
             check=False,
         )
 
@@ -253,9 +254,14 @@ def _stop(process: subprocess.Popen[bytes]) -> list[int]:
 
 
 def build_stack(
-    root: Path, database_url: str, *, redis_url: str = REDIS_URL, overrides: dict[str, str] | None = None
+    root: Path,
+    database_url: str,
+    *,
+    redis_url: str = REDIS_URL,
+    overrides: dict[str, str] | None = None,
+    workspace: Path = WORKSPACE,
 ) -> RenderStack:
-    """A stack's folders and environment; `start()` brings its daemon up."""
+    """A stack's folders and environment; `start()` brings its daemon up (on `workspace`)."""
     home, storage_dir, data_dir = root / "dagster_home", root / "storage", root / "data"
     for folder in (home, storage_dir, data_dir):
         folder.mkdir(parents=True, exist_ok=True)
@@ -289,6 +295,7 @@ def build_stack(
         database_url=database_url,
         stack_env=stack_env,
         env=env,
+        workspace=workspace,
     )
 
 
