@@ -84,6 +84,9 @@ RENDER_SOURCE_IMAGE_TIMEOUT_S = Variable(
 RENDER_BREAKER_FAILURES = Variable("RENDER_BREAKER_FAILURES", "3", "Consecutive failures that open a breaker")
 RENDER_BREAKER_WINDOW_S = Variable("RENDER_BREAKER_WINDOW_S", "60", "Window in which those failures must fall")
 RENDER_BREAKER_COOLDOWN_S = Variable("RENDER_BREAKER_COOLDOWN_S", "30", "Seconds a breaker stays open before a probe")
+RENDER_OUTAGE_MAX_WAIT_S = Variable(
+    "RENDER_OUTAGE_MAX_WAIT_S", "900", "Seconds a render may wait for an image provider, from its first claim"
+)
 RENDER_DEFAULT_CREDITS = Variable("RENDER_DEFAULT_CREDITS", "100", "Credits of an organization seen first")
 RENDER_LOCK_DURATION_S = Variable("RENDER_LOCK_DURATION_S", "60", "BullMQ lock per claim, renewed by heartbeats")
 RENDER_HEARTBEAT_S = Variable("RENDER_HEARTBEAT_S", "5", "Seconds between a run's heartbeats (liveness lasts 3 beats)")
@@ -164,6 +167,7 @@ ALL: tuple[Variable, ...] = (
     RENDER_BREAKER_FAILURES,
     RENDER_BREAKER_WINDOW_S,
     RENDER_BREAKER_COOLDOWN_S,
+    RENDER_OUTAGE_MAX_WAIT_S,
     RENDER_DEFAULT_CREDITS,
     RENDER_LOCK_DURATION_S,
     RENDER_HEARTBEAT_S,

@@ -70,6 +70,7 @@ def build_resources() -> dict[str, object]:
             breaker_failures=int(config.number(config.RENDER_BREAKER_FAILURES)),
             breaker_window_s=config.number(config.RENDER_BREAKER_WINDOW_S),
             breaker_cooldown_s=config.number(config.RENDER_BREAKER_COOLDOWN_S),
+            outage_max_wait_s=config.number(config.RENDER_OUTAGE_MAX_WAIT_S),
             source_image_hosts=config.RENDER_SOURCE_IMAGE_HOSTS.resource_value(),
             source_image_max_bytes=int(config.number(config.RENDER_SOURCE_IMAGE_MAX_BYTES)),
             source_image_timeout_s=config.number(config.RENDER_SOURCE_IMAGE_TIMEOUT_S),

@@ -33,9 +33,19 @@ class TcpRelay:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
+    def refuse(self) -> None:
+        """Stop listening, so a connection is refused outright (a host whose service is down)."""
+        self.cut()
+        with contextlib.suppress(OSError):  # wakes the thread blocked in accept(): close alone does not
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+
     def restore(self) -> None:
         with self._lock:
             self._cut = False
+        if self._listener.fileno() == -1:  # refused: listen again, on the same port
+            self._listener = socket.create_server(("127.0.0.1", self.port))
+            threading.Thread(target=self._accept, daemon=True).start()
 
     def close(self) -> None:
         self._closed = True
@@ -43,9 +53,10 @@ class TcpRelay:
         self._listener.close()
 
     def _accept(self) -> None:
+        listener = self._listener
         while not self._closed:
             try:
-                client, _ = self._listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return
             with self._lock:

@@ -165,7 +165,7 @@ def test_mark_failed_not_final_is_retrying(database: Database) -> None:
     with database.session() as session:
         renders.mark_failed(session, "render-1", reason="provider timed out", final=False)
     row = _row(database)
-    assert (row.status, row.stage, row.error) == ("retrying", "failed", "provider timed out")
+    assert (row.status, row.stage, row.error) == ("retrying", "retrying", "provider timed out")  # failed means for good
     assert row.message == "Attempt failed; retrying"
     assert row.progress == 30  # kept, so the bar does not jump back
     # The claim is kept until settlement has told BullMQ; then it is released.

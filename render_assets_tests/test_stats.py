@@ -84,7 +84,14 @@ def test_the_last_hour_by_default(
     assert main(["stats", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
 
-    assert stats["renders"] == {"completed": 2, "failed": 1, "retrying": 1, "in_flight": 0}
+    assert stats["renders"] == {
+        "completed": 2,
+        "failed": 1,
+        "retrying": 1,
+        "in_flight": 0,
+        "waiting_for_provider": 0,
+        "next_provider_try": None,
+    }
     assert stats["failed_attempts"] == {"provider_timeout": 1, "provider_rate_limit": 1, "quality_rejected": 1}
     latency = stats["latency_s"]
     assert latency["render_prompt"] == {"count": 3, "p50": 0.2, "p95": 0.29, "failed_tries": 0}

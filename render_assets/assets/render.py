@@ -48,8 +48,8 @@ from render_assets.resources import (
 )
 from render_assets.resources.webhooks import WebhooksResource
 from render_assets.run_identity import RunIdentity, label_run
-from render_assets.services import delivery, generation, prompting, quality
-from render_assets.services.failures import RenderFailed
+from render_assets.services import delivery, generation, outages, prompting, quality
+from render_assets.services.failures import ProvidersUnavailable, RenderFailed
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.run_context import RenderRun, load_run
 
@@ -159,6 +159,7 @@ def render_prompt(
     metadata=IMAGE_VALUE,
     kinds={"python"},
     pool="image_providers",
+    output_required=False,
 )
 @observe_stage
 def raw_render(
@@ -168,15 +169,18 @@ def raw_render(
     queue: RenderQueueResource,
     providers: ProvidersResource,
     storage: BlobStorageResource,
-) -> Image.Image:
+) -> Iterator[Output[Image.Image]]:
     """The image from the preferred provider, or the next that delivers, at exactly the requested
     size. An operator's re-render whose prompt and provider route are unchanged keeps the
-    delivered image instead of paying a provider for a new one."""
+    delivered image instead of paying a provider for a new one. When no provider is available,
+    a customer's render waits for one in BullMQ (no value: the later steps do not run)."""
     run = _render_run(context, database)
     prompt = BuiltPrompt(**render_prompt)
     unchanged = _delivered_image(context, run, prompt, database, storage)
     if unchanged is not None:
-        return unchanged
+        image, metadata = unchanged
+        yield Output(image, metadata=metadata)
+        return
     try:
         try:
             configured = providers.get()
@@ -193,26 +197,63 @@ def raw_render(
             budget=providers.budget(context.run_id),
             source_images=providers.source_images(),
         )
+    except ProvidersUnavailable as unavailable:
+        _wait_for_providers(context, run, unavailable, database, queue, providers)
+        return
     except RenderFailed as error:
         raise _failure(error) from None
     native = generated.native_size or generated.image.size
-    context.add_output_metadata(
-        {
-            "provider": generated.provider,
-            "model": generated.model,
-            "seed": generated.seed,
-            "latency_s": round(generated.latency_s, 3),
-            "attempts": generated.attempts,
-            "failovers": generated.failovers,
-            "cost_estimate_usd": generated.cost_estimate_usd,
-            "native_size": f"{native[0]}x{native[1]}",
-            "upscale_method": generated.upscale_method,
-            "reference_image": generated.facts.get("reference_image", "none"),
-            "width": generated.image.width,
-            "height": generated.image.height,
-        }
+    metadata = {
+        "provider": generated.provider,
+        "model": generated.model,
+        "seed": generated.seed,
+        "latency_s": round(generated.latency_s, 3),
+        "attempts": generated.attempts,
+        "failovers": generated.failovers,
+        "cost_estimate_usd": generated.cost_estimate_usd,
+        "native_size": f"{native[0]}x{native[1]}",
+        "upscale_method": generated.upscale_method,
+        "reference_image": generated.facts.get("reference_image", "none"),
+        "width": generated.image.width,
+        "height": generated.image.height,
+    }
+    yield Output(generated.image, metadata=metadata)
+
+
+def _wait_for_providers(
+    context: AssetExecutionContext,
+    run: RenderRun,
+    unavailable: ProvidersUnavailable,
+    database: DatabaseResource,
+    queue: RenderQueueResource,
+    providers: ProvidersResource,
+) -> None:
+    """No provider is available. While Dagster may retry the step and some breaker is still
+    closed (a blip), fail the try; otherwise a customer's render goes back to BullMQ to wait
+    (an operator's re-render has no job to wait in: it fails, the render stays as it was)."""
+    blip = unavailable.retry_step and not unavailable.outage.all_open
+    if run.bull is None or (blip and context.retry_number < PROVIDER_RETRY.max_retries):
+        raise _failure(unavailable)
+    try:
+        held = outages.hold_for_providers(
+            run,
+            database.get(),
+            queue.get(),
+            _publisher(database, queue),
+            unavailable.outage,
+            max_wait_s=providers.outage_max_wait_s,
+            run_id=context.run_id,
+        )
+    except RenderFailed as error:  # waited long enough: the render fails for good, refunded
+        raise _failure(error) from None
+    context.log.warning(f"no image provider available; the render waits until {held.until:%H:%M:%S} UTC")
+    context.log_event(
+        AssetObservation(
+            asset_key=context.asset_key,
+            partition=context.partition_key,
+            metadata={"waiting_for_provider": True, "until": held.until.isoformat(), "cause": held.cause},
+        )
     )
-    return generated.image
 
 
 REUSED_METADATA = ("provider", "model", "seed", "native_size", "upscale_method", "reference_image")
@@ -224,9 +265,9 @@ def _delivered_image(
     prompt: BuiltPrompt,
     database: DatabaseResource,
     storage: BlobStorageResource,
-) -> Image.Image | None:
-    """For an operator run: the image the current version was made from, when nothing that decides
-    raw_render changed since (its code version, and render_prompt's data version)."""
+) -> tuple[Image.Image, dict[str, Any]] | None:
+    """For an operator run: the image the current version was made from (and its metadata), when
+    nothing that decides raw_render changed since (its code version, render_prompt's data version)."""
     if not run.is_operator_run:
         return None
     record = lineage.latest_materialization(context.instance, "raw_render", run.render_id)
@@ -247,16 +288,14 @@ def _delivered_image(
         context.log.warning(f"the delivered image of {run.render_id} cannot be reused: {type(error).__name__}")
         return None
     earlier = record.asset_materialization.metadata if record.asset_materialization is not None else {}
-    context.add_output_metadata(
-        {
-            **{key: earlier[key] for key in REUSED_METADATA if key in earlier},
-            "reused_from_run": record.run_id,
-            "width": image.width,
-            "height": image.height,
-        }
-    )
     context.log.info("prompt and provider route unchanged: keeping the delivered image, no provider call")
-    return image
+    metadata = {
+        **{key: earlier[key] for key in REUSED_METADATA if key in earlier},
+        "reused_from_run": record.run_id,
+        "width": image.width,
+        "height": image.height,
+    }
+    return image, metadata
 
 
 def _current_version_image(database: DatabaseResource, render_id: str) -> str | None:

@@ -82,7 +82,14 @@ _PROVIDER_RULES: tuple[tuple[FailureClass, re.Pattern[str]], ...] = (
     (FailureClass.PROVIDER_TIMEOUT, _any(r"timed out", r"time.?out", r"deadline")),
     (
         FailureClass.PROVIDER_REFUSAL,
-        _any(r"content refused", r"moderation", r"content.?policy", r"content.?filter", r"safety", r"refus"),
+        _any(
+            r"content refused",
+            r"moderation",
+            r"content.?policy",
+            r"content.?filter",
+            r"safety",
+            r"(?<!connection )refus",
+        ),
     ),
 )
 _CREDITS = _any(r"insufficient credits")

@@ -41,8 +41,9 @@ class RenderStatus:
     COMPLETED = "completed"
     FAILED = "failed"
     IN_REVIEW = "in_review"  # QA held the image for a person to approve or reject
+    WAITING = "waiting"  # no image provider was available: back in BullMQ, delayed, no attempt spent
 
-    IN_FLIGHT = (CLAIMED, PROCESSING, RETRYING)
+    IN_FLIGHT = (CLAIMED, PROCESSING, RETRYING, WAITING)
 
 
 class Organization(Base):
@@ -82,10 +83,12 @@ class Render(Base):
     thumbnail_url: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JsonColumn)
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)  # its first claim
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # While waiting for an image provider (status waiting): when its job is due in BullMQ again.
+    waiting_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The delivered version the row's result and URLs are (render_versions.version); None until delivered.
     current_version: Mapped[int | None] = mapped_column(Integer)
 

@@ -18,6 +18,11 @@ class Stage(StrEnum):
     FAILED = "failed"
 
 
+# Stages besides the steps' own, which keep the percent reached: an attempt BullMQ will try again
+# ("failed" always means for good), and a render waiting in BullMQ for an image provider.
+RETRYING = "retrying"
+WAITING_FOR_PROVIDER = "waiting_for_provider"
+
 # The web app's UI keys its labels off these numbers (>=20, >=50, >=80), so keep them close.
 STAGE_PERCENT: dict[Stage, int] = {
     Stage.CLAIMED: 5,

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from render_assets.domain.models import Render, RenderStatus
-from render_assets.domain.progress import Progress, Stage, progress_for
+from render_assets.domain.progress import RETRYING, Progress, Stage, progress_for
 
 
 class EventKind(StrEnum):
@@ -34,7 +34,6 @@ class EventKind(StrEnum):
 
 TERMINAL = frozenset({EventKind.COMPLETED, EventKind.FAILED, EventKind.RERENDERED})
 WITH_IMAGES = frozenset({EventKind.COMPLETED, EventKind.RERENDERED})  # events whose data carries image URLs
-RETRYING = "retrying"  # the stage a `stage` event names for an attempt that BullMQ will retry
 QUEUED = "queued"  # the stage of a render that has no row yet (enqueued, not claimed)
 
 
@@ -104,8 +103,8 @@ def event_for(render_id: str, progress: Progress, *, before: RenderState | None)
     base = _base(render_id, progress.stage, progress.percent, progress.message, status)
     if progress.stage == Stage.COMPLETED and before is not None:
         return _completed(before, base)
-    if progress.stage == Stage.FAILED:
-        if before is not None and before.status == RenderStatus.RETRYING:
+    if progress.stage in (Stage.FAILED, RETRYING):
+        if progress.stage == RETRYING or (before is not None and before.status == RenderStatus.RETRYING):
             return ProgressEvent(
                 EventKind.STAGE,
                 {**base, "stage": RETRYING, "message": "Attempt failed; retrying", "reason": progress.message},

@@ -4,17 +4,18 @@ current BullMQ claim, its progress and its outcome."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from render_assets.domain import render_versions
 from render_assets.domain.models import Render, RenderStatus, utcnow
 from render_assets.domain.payload import RenderJob
 from render_assets.domain.pricing import render_cost
-from render_assets.domain.progress import Progress, Stage, progress_for
+from render_assets.domain.progress import RETRYING, Progress, Stage, progress_for
 from render_assets.domain.render_versions import DeliveredVersion, VersionFacts
 
 
@@ -85,6 +86,7 @@ def record_claim(session: Session, job: RenderJob, claim: BullClaim) -> ClaimDec
     render.claim_token = claim.token
     render.run_key = claim.run_key
     render.claimed_at = utcnow()
+    render.waiting_until = None
     render.error = None
     return ClaimDecision(ClaimVerdict.RUN)
 
@@ -99,6 +101,14 @@ def in_flight(session: Session) -> list[Render]:
     """Renders whose current attempt has not ended: claimed, or being processed."""
     statuses = (RenderStatus.CLAIMED, RenderStatus.PROCESSING)
     return list(session.execute(select(Render).where(Render.status.in_(statuses))).scalars())
+
+
+def count_in_progress(session: Session) -> int:
+    """Renders claimed or processing (not waiting, retrying or settled)."""
+    statuses = (RenderStatus.CLAIMED, RenderStatus.PROCESSING)
+    return int(
+        session.execute(select(func.count()).select_from(Render).where(Render.status.in_(statuses))).scalar_one()
+    )
 
 
 def unannounced(session: Session) -> list[Render]:
@@ -194,14 +204,26 @@ def mark_completed(
     return version
 
 
+def mark_waiting(session: Session, render_id: str, *, until: datetime, cause: str) -> Render:
+    """No provider could take the render: it waits in BullMQ until `until`, its attempt unspent
+    (the progress publisher records the stage, `waiting_for_provider`)."""
+    render = require(session, render_id)
+    render.status = RenderStatus.WAITING
+    render.error = cause
+    render.waiting_until = until
+    return render
+
+
 def is_last_attempt(render: Render) -> bool:
     return (render.claim_attempt or 0) + 1 >= (render.max_attempts or 1)
 
 
 def mark_failed(session: Session, render_id: str, *, reason: str, final: bool) -> Render:
+    """`final`: failed for good (stage `failed`); otherwise BullMQ tries again (stage `retrying`:
+    "failed" means for good everywhere, the row included)."""
     render = require(session, render_id)
     render.status = RenderStatus.FAILED if final else RenderStatus.RETRYING
-    render.stage = Stage.FAILED.value
+    render.stage = Stage.FAILED.value if final else RETRYING
     render.message = "Render failed" if final else "Attempt failed; retrying"
     render.error = reason
     if final:

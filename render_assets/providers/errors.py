@@ -94,7 +94,36 @@ def timed_out(provider: str, *, after_send: bool) -> ProviderError:
 
 
 def unreachable(provider: str, error: BaseException) -> ProviderError:
-    return ProviderError(f"connection failed ({type(error).__name__})", provider=provider, kind=ErrorKind.TRANSIENT)
+    """No connection: refused, reset, or the name did not resolve (the cause a person needs)."""
+    return ProviderError(
+        f"{_connection_problem(error)} ({type(error).__name__})", provider=provider, kind=ErrorKind.TRANSIENT
+    )
+
+
+def _connection_problem(error: BaseException) -> str:
+    """What went wrong, from the error and its causes (SDKs wrap the socket's error twice or thrice)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen and len(seen) < 8:
+        seen.append(current)
+        current = (
+            current.__cause__
+            or current.__context__
+            or next((arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)), None)
+        )
+    text = " ".join(f"{type(item).__name__} {item}" for item in seen).lower()
+    for needle, problem in (
+        ("connectionrefused", "connection refused"),
+        ("connection refused", "connection refused"),
+        ("connectionreset", "connection reset"),
+        ("connection reset", "connection reset"),
+        ("name or service not known", "name not resolved"),
+        ("nodename nor servname", "name not resolved"),
+        ("temporary failure in name resolution", "name not resolved"),
+    ):
+        if needle in text:
+            return problem
+    return "connection failed"
 
 
 def malformed(provider: str, what: str) -> ProviderError:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from render_assets.providers.base import ErrorKind, GeneratedImage, GenerationRequest, ImageProvider, ProviderError
 from render_assets.providers.budget import BILLED, REFUSED, RetryBudget
-from render_assets.providers.circuit_breaker import CircuitBreaker, Verdict
+from render_assets.providers.circuit_breaker import BreakerStatus, CircuitBreaker, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +31,51 @@ class FailoverSettings:
     min_call_s: float = 0.5  # a call with less time than this left is not worth starting
     backoff_base_s: float = 0.5
     backoff_max_s: float = 8.0
-    retry_after_cap_s: float = 30.0  # a provider asking for a longer pause is not waited for in-step
+    # A provider asking for a longer pause is not waited for in-step: a customer's render waits in
+    # BullMQ instead (services/outages.py), its run slot free meanwhile.
+    retry_after_cap_s: float = 10.0
     passes: int = 2
+    # An unavailable provider whose breaker is not open is tried again this much later at the
+    # soonest; one whose probe is out (half open), this much later at the latest.
+    unavailable_retry_s: float = 5.0
+    probe_recheck_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Outage:
+    """Every provider the render may use is unavailable: when one may be tried again, and why
+    each is down (the last real error, not only the breaker's state)."""
+
+    retry_at: float  # Unix seconds
+    causes: dict[str, str]  # provider -> its last error, e.g. "connection refused (ConnectError)"
+    all_open: bool  # every provider's breaker is open: retrying within this run cannot help
+
+    def cause(self) -> str:
+        return "; ".join(f"{provider}: {cause}" for provider, cause in self.causes.items())
 
 
 class FailoverError(Exception):
     """No provider delivered. `permanent`: no attempt of this render can succeed;
-    `retry_step`: running the step again (after a pause) may help and the budget allows it."""
+    `retry_step`: running the step again (after a pause) may help and the budget allows it;
+    `outage`: set when the reason is that no provider is available (a render may wait for one)."""
 
-    def __init__(self, reason: str, *, kind: str, permanent: bool, retry_step: bool, attempts: int) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        kind: str,
+        permanent: bool,
+        retry_step: bool,
+        attempts: int,
+        outage: Outage | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
         self.permanent = permanent
         self.retry_step = retry_step and not permanent
         self.attempts = attempts
+        self.outage = outage
 
 
 def _summary(failures: Sequence[ProviderError]) -> str:
@@ -130,7 +160,7 @@ class Failover:
 
     def _settle(self, name: str, error: ProviderError) -> None:
         if error.kind is ErrorKind.TRANSIENT:
-            if self.breaker.record_failure(name):
+            if self.breaker.record_failure(name, str(error)):
                 log.warning("circuit breaker for provider %s is open", name)
         else:
             self.breaker.record_success(name)  # it answered: the provider itself is up
@@ -169,8 +199,9 @@ class Failover:
     def _exhausted(
         self, failures: Sequence[ProviderError], skipped: Sequence[str], out_of_budget: str, attempts: int
     ) -> FailoverError:
+        statuses = {name: self.breaker.status(name) for name in skipped}
         parts = [_summary(failures)] if failures else []
-        parts += [f"{name}: circuit open (recent failures)" for name in skipped]
+        parts += [f"{name}: circuit open after {_last_error(statuses[name])}" for name in skipped]
         detail = "; ".join(parts) or "no provider could be asked"
         refused = [error for error in failures if error.kind is ErrorKind.REFUSED]
         if refused and not any(error.kind is ErrorKind.TRANSIENT for error in failures) and not skipped:
@@ -187,5 +218,41 @@ class Failover:
         retry = not out_of_budget and callable_left
         head = f"no image provider delivered ({out_of_budget})" if out_of_budget else "no image provider delivered"
         return FailoverError(
-            f"{head}: {detail}", kind="transient", permanent=False, retry_step=retry, attempts=attempts
+            f"{head}: {detail}",
+            kind="transient",
+            permanent=False,
+            retry_step=retry,
+            attempts=attempts,
+            outage=self._outage(failures, skipped),
         )
+
+    def _outage(self, failures: Sequence[ProviderError], skipped: Sequence[str]) -> Outage | None:
+        """An outage when every provider was skipped (breaker open) or failed transiently here."""
+        if any(error.kind is not ErrorKind.TRANSIENT for error in failures):
+            return None  # refused or rejected: no waiting makes that deliver
+        if any(error.may_have_billed for error in failures):
+            # A read timeout or a malformed 200 may have made (and billed) the image: this attempt
+            # fails as before, and later renders skip the provider once its breaker is open.
+            return None
+        failed = {error.provider: error for error in failures}  # the last error of each
+        names = [provider.name for provider in self.providers]
+        if any(name not in failed and name not in skipped for name in names):
+            return None
+        now, settings = time.time(), self.settings
+        retry_at, causes, all_open = [], {}, True
+        for name in names:
+            status = self.breaker.status(name)
+            all_open = all_open and status.state != "closed"
+            causes[name] = str(failed[name]) if name in failed else _last_error(status)
+            if status.state == "open":
+                retry_at.append(status.retry_at)
+            elif status.state == "half_open":  # another render's probe decides soon
+                retry_at.append(min(status.retry_at, now + settings.probe_recheck_s))
+            else:
+                hint = failed[name].retry_after_s if name in failed else None
+                retry_at.append(now + max(hint or 0.0, settings.unavailable_retry_s))
+        return Outage(retry_at=min(retry_at), causes=causes, all_open=all_open)
+
+
+def _last_error(status: BreakerStatus) -> str:
+    return status.last_error or "recent failures"

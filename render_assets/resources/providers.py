@@ -7,7 +7,12 @@ from render_assets.adapters.remote_images import DEFAULT_MAX_BYTES, DEFAULT_TIME
 from render_assets.domain.url_policy import HostAllowlist
 from render_assets.providers.base import ImageProvider
 from render_assets.providers.budget import BudgetSettings, RetryBudget
-from render_assets.providers.circuit_breaker import BreakerSettings, CircuitBreaker
+from render_assets.providers.circuit_breaker import (
+    BreakerSettings,
+    CircuitBreaker,
+    RouteAvailability,
+    route_availability,
+)
 from render_assets.providers.registry import ProviderSettings, build_providers
 
 
@@ -34,6 +39,8 @@ class ProvidersResource(ConfigurableResource):
     breaker_failures: int = 3
     breaker_window_s: float = 60.0
     breaker_cooldown_s: float = 30.0
+    # A customer's render waits this long, from its first claim, for a provider to come back.
+    outage_max_wait_s: float = 900.0
     # The customer's photo (sourceImageUrl): fetched only from these hosts; unset, never fetched.
     source_image_hosts: str | None = None
     source_image_max_bytes: int = DEFAULT_MAX_BYTES
@@ -58,6 +65,11 @@ class ProvidersResource(ConfigurableResource):
             probe_lease_s=max(self.job_deadline_s, self.google_timeout_s, self.openai_timeout_s) + 5,
         )
         return CircuitBreaker(self._redis(), settings, prefix=f"{self.state_prefix}:breaker")
+
+    def availability(self) -> RouteAvailability:
+        """Whether any configured provider can be called now (the breakers' view, no call made)."""
+        names = [name.strip() for name in self.order.split(",") if name.strip()]
+        return route_availability(self.breaker(), names)
 
     def budget(self, run_id: str) -> RetryBudget:
         settings = BudgetSettings(deadline_s=self.job_deadline_s)

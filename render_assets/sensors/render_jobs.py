@@ -1,5 +1,7 @@
 """The Redis sensor: BullMQ jobs in, one run per claim out."""
 
+from datetime import UTC, datetime
+
 from dagster import (
     DagsterInstance,
     DagsterRunStatus,
@@ -81,11 +83,18 @@ def render_job_sensor(
     db = database.get()
     leftover = [run for run in claims.pending_runs(db) if not run_exists(context.instance, run.run_key)]
     free = run_slots(context.instance) - busy_runs(context.instance) - len(leftover)
-    outcome = claims.claim_jobs(db, queue.get(), free, source_hosts=providers.source_hosts())
+    availability = providers.availability()
+    wanted = claims.claims_while(availability, free, renders_starting=claims.starting(db))
+    outcome = claims.claim_jobs(db, queue.get(), wanted, source_hosts=providers.source_hosts())
     runs = leftover + outcome.runs
     for job_id, reason in outcome.rejected.items():
         context.log.warning(f"BullMQ job {job_id} rejected: {reason}")
     if not runs:
+        if not availability.up:
+            until = datetime.fromtimestamp(availability.retry_at, UTC)
+            return SkipReason(
+                f"every image provider is down ({availability.cause()}); jobs wait in BullMQ until {until:%H:%M:%S} UTC"
+            )
         return SkipReason(f"no claimable jobs ({max(free, 0)} free run slots)")
     # Recorded before the partitions and runs (the daemon handles a result's parts in that order).
     observations = lineage.changed_rules(context.instance, {run.render_id: prompt_rules(run.job) for run in runs})

@@ -4,7 +4,7 @@ from dagster import DefaultSensorStatus, SensorEvaluationContext, SkipReason, se
 
 from render_assets.resources.webhooks import WebhooksResource
 
-WEBHOOK_INTERVAL_S = 10
+WEBHOOK_INTERVAL_S = 30  # retries start 10 s apart; the run itself made the first attempt
 
 
 @sensor(

@@ -18,6 +18,7 @@ from render_assets.domain.database import Database
 from render_assets.domain.payload import InvalidJob, RenderJob, parse_job
 from render_assets.domain.renders import BullClaim, ClaimVerdict
 from render_assets.domain.url_policy import HostAllowlist, job_url_problems
+from render_assets.providers.circuit_breaker import RouteAvailability
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,23 @@ def pending_runs(database: Database) -> list[RunToStart]:
             for row in renders.pending_claims(session)
             if row.run_key and row.bull_job_id
         ]
+
+
+def claims_while(availability: RouteAvailability, free: int, *, renders_starting: int) -> int:
+    """How many jobs to claim with `free` run slots, given the providers: all of them while a
+    provider is up; none while every provider is down, so the backlog waits in BullMQ; and one
+    once a probe is due and no other render is on its way to make it (its call decides)."""
+    if availability.up:
+        return free
+    if availability.probe_due and renders_starting == 0:
+        return min(free, 1)
+    return 0
+
+
+def starting(database: Database) -> int:
+    """Renders claimed or processing: runs that may be about to call a provider."""
+    with database.session() as session:
+        return renders.count_in_progress(session)
 
 
 def claim_jobs(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from render_assets.observability.scrubbing import scrub_text
+from render_assets.providers.failover import Outage
 
 
 class RenderFailed(Exception):
@@ -22,3 +23,12 @@ class RenderFailed(Exception):
         self.reason = reason
         self.permanent = permanent
         self.retry_step = retry_step and not permanent
+
+
+class ProvidersUnavailable(RenderFailed):
+    """No image provider the render may use is available now (`outage`): a customer's render
+    waits for one (services/outages.py) rather than spend an attempt."""
+
+    def __init__(self, reason: str, outage: Outage, *, retry_step: bool) -> None:
+        super().__init__(reason, permanent=False, retry_step=retry_step)
+        self.outage = outage

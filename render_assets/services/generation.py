@@ -16,7 +16,7 @@ from render_assets.providers.circuit_breaker import CircuitBreaker
 from render_assets.providers.failover import Failover, FailoverError, FailoverSettings
 from render_assets.providers.fitting import fit_exact
 from render_assets.providers.registry import preferred_first
-from render_assets.services.failures import RenderFailed
+from render_assets.services.failures import ProvidersUnavailable, RenderFailed
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.run_context import RenderRun
 
@@ -51,6 +51,8 @@ def generate(
     try:
         generated = Failover(ordered, breaker, budget, settings).generate(request)
     except FailoverError as error:
+        if error.outage is not None:
+            raise ProvidersUnavailable(error.reason, error.outage, retry_step=error.retry_step) from None
         raise RenderFailed(error.reason, permanent=error.permanent, retry_step=error.retry_step) from None
     if generated.image.size != (width, height):
         # Every provider should fit its own output; this keeps the size promise for any that does not.

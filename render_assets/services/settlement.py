@@ -16,7 +16,7 @@ from render_assets.adapters.bullmq_queue import BullQueue, JobRef
 from render_assets.domain import ledger, renders
 from render_assets.domain.database import Database
 from render_assets.domain.models import RenderStatus
-from render_assets.domain.progress import Progress, Stage
+from render_assets.domain.progress import RETRYING, Progress, Stage
 from render_assets.services.progress import ProgressPublisher
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def settle(
         percent, error = render.progress, render.error or "render failed"
     refunded = refund.amount if refund is not None and refund.created else 0
     if recorded:
-        progress.send(render_id, None, Progress(percent=percent, stage=Stage.FAILED.value, message=error))
+        progress.send(render_id, None, Progress(percent=percent, stage=_failure_stage(status), message=error))
     told = None
     if announcement:
         try:
@@ -99,6 +99,11 @@ def settle(
     if recorded or refunded or told:
         log.info("settled render %s: %s, refunded %s, BullMQ %s", render_id, status, refunded, told)
     return Settlement(render_id, status, recorded_failure=recorded, refunded=refunded, bullmq=told)
+
+
+def _failure_stage(status: str | None) -> str:
+    """`failed` only for good: an attempt BullMQ will retry is `retrying` on BullMQ, the row and SSE."""
+    return RETRYING if status == RenderStatus.RETRYING else Stage.FAILED.value
 
 
 def _announcement(render: Any) -> _Announcement | None:
@@ -122,7 +127,8 @@ def _tell_bullmq(
         queue.complete(ref, announcement.result or {})
         told = "completed"
     else:
-        queue.report_progress(ref, Progress(percent, Stage.FAILED.value, announcement.reason).as_dict())
+        stage = _failure_stage(announcement.status)
+        queue.report_progress(ref, Progress(percent, stage, announcement.reason).as_dict())
         retry = announcement.status == RenderStatus.RETRYING
         queue.fail(ref, announcement.reason, retryable=retry)
         told = "retrying" if retry else "failed"

@@ -65,7 +65,7 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _outcomes(session: Session, since: datetime, until: datetime) -> dict[str, int]:
+def _outcomes(session: Session, since: datetime, until: datetime) -> dict[str, int | str | None]:
     finished = Counter(
         dict(
             session.execute(
@@ -86,11 +86,17 @@ def _outcomes(session: Session, since: datetime, until: datetime) -> dict[str, i
             ).all()
         )
     )
+    waiting = session.execute(
+        select(func.count(), func.min(Render.waiting_until)).where(Render.status == RenderStatus.WAITING)
+    ).one()
     return {
         "completed": finished[RenderStatus.COMPLETED],
         "failed": finished[RenderStatus.FAILED],
         "retrying": active[RenderStatus.RETRYING],
         "in_flight": active[RenderStatus.CLAIMED] + active[RenderStatus.PROCESSING],
+        # Now, whatever the window: renders back in BullMQ until a provider may be tried again.
+        "waiting_for_provider": int(waiting[0]),
+        "next_provider_try": _aware(waiting[1]).isoformat() if waiting[1] is not None else None,
     }
 
 

@@ -394,6 +394,8 @@ class FakeImageApis:
                     return self.send(429, {"error": error}, headers)
                 if kind == "server_error":
                     error = {"message": "The server had an error processing your request.", "type": "server_error"}
+                    if fault.retry_after is not None:
+                        headers["retry-after"] = fault.retry_after
                     return self.send(fault.status or 500, {"error": {**error, "param": None, "code": None}}, headers)
                 if kind in ("refuse", "filtered", "filtered_reason"):
                     error = {
@@ -454,7 +456,8 @@ class FakeImageApis:
                 if kind == "server_error":
                     status = fault.status or 503
                     name = "UNAVAILABLE" if status == 503 else "INTERNAL"
-                    return self.google_error(status, name, "The service is currently unavailable.")
+                    retry = {"retry-after": fault.retry_after} if fault.retry_after is not None else None
+                    return self.google_error(status, name, "The service is currently unavailable.", retry)
                 if kind == "auth":
                     return self.google_error(
                         403, "PERMISSION_DENIED", "Permission 'aiplatform.endpoints.predict' denied on resource."
