@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The lock pins every package, transitive ones included, so installs a month apart agree.
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev,deploy]'
 	touch $@
 
 render_assets_tests/node/node_modules/.installed: render_assets_tests/node/package-lock.json
@@ -23,7 +23,7 @@ render_assets_tests/node/node_modules/.installed: render_assets_tests/node/packa
 # Regenerate requirements.lock from a fresh resolve of pyproject.toml (then review the diff).
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet --upgrade pip && .lock-venv/bin/pip install --quiet -e '.[dev]'
+	.lock-venv/bin/pip install --quiet --upgrade pip && .lock-venv/bin/pip install --quiet -e '.[dev,deploy]'
 	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^render.assets' > requirements.lock
 	rm -rf .lock-venv
 
