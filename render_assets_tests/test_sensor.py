@@ -164,8 +164,8 @@ def test_pending_runs_lists_claims_without_runs(stack: InProcessStack) -> None:
     data = web_app_job()
     stack.enqueue(data)
     stack.tick()
-    assert [run.render_id for run in claims.pending_runs(stack.database)] == [data["renderId"]]
+    assert [run.render_id for run in claims.pending_runs(stack.database, stack.deployment)] == [data["renderId"]]
     with stack.database.session() as session:
         renders.mark_processing(session, data["renderId"])
         assert renders.require(session, data["renderId"]).status == RenderStatus.PROCESSING
-    assert claims.pending_runs(stack.database) == []
+    assert claims.pending_runs(stack.database, stack.deployment) == []

@@ -17,6 +17,7 @@ from render_assets import config
 from render_assets.jobs import render_job
 from render_assets.partitions import render_partitions
 from render_assets.resources import DatabaseResource, ProvidersResource, RenderQueueResource
+from render_assets.sensors.deployment import deployment_id
 from render_assets.services import claims
 
 RUN_KEY_TAG = "dagster/run_key"
@@ -59,10 +60,10 @@ def render_job_sensor(
 ) -> SensorResult | SkipReason:
     """Claims as many BullMQ jobs as there are free run slots, so BullMQ's priorities still order
     the backlog, and requests one run per claim (claims left over by a failed tick first)."""
-    db = database.get()
-    leftover = [run for run in claims.pending_runs(db) if not run_exists(context.instance, run.run_key)]
+    db, deployment = database.get(), deployment_id(context.instance)
+    leftover = [run for run in claims.pending_runs(db, deployment) if not run_exists(context.instance, run.run_key)]
     free = run_slots(context.instance) - busy_runs(context.instance) - len(leftover)
-    outcome = claims.claim_jobs(db, queue.get(), free, source_hosts=providers.source_hosts())
+    outcome = claims.claim_jobs(db, queue.get(), free, deployment=deployment, source_hosts=providers.source_hosts())
     runs = leftover + outcome.runs
     for job_id, reason in outcome.rejected.items():
         context.log.warning(f"BullMQ job {job_id} rejected: {reason}")

@@ -40,25 +40,33 @@ def run_key_for(render_id: str, claimed: ClaimedJob) -> str:
     return f"{render_id}:{claimed.job_id}:{claimed.run_attempt_key}"
 
 
-def pending_runs(database: Database) -> list[RunToStart]:
+def pending_runs(database: Database, deployment: str) -> list[RunToStart]:
+    """The deployment's own claims still waiting for a run. Another deployment's are not ours to
+    start: its Dagster storage, not ours, knows whether their runs exist."""
     with database.session() as session:
         return [
             RunToStart(render_id=row.id, run_key=row.run_key, bull_job_id=row.bull_job_id)
-            for row in renders.pending_claims(session)
+            for row in renders.pending_claims(session, deployment)
             if row.run_key and row.bull_job_id
         ]
 
 
 def claim_jobs(
-    database: Database, queue: BullQueue, max_jobs: int, *, source_hosts: HostAllowlist | None = None
+    database: Database,
+    queue: BullQueue,
+    max_jobs: int,
+    *,
+    deployment: str,
+    source_hosts: HostAllowlist | None = None,
 ) -> TickOutcome:
-    """`source_hosts`: when source photos are fetched, a job whose image URLs the allowlist
-    refuses is rejected here, before anything is charged."""
+    """`deployment`: who claims (recorded on each claim). `source_hosts`: when source photos are
+    fetched, a job whose image URLs the allowlist refuses is rejected here, before anything is
+    charged."""
     outcome = TickOutcome()
     for claimed in queue.claim(max_jobs):
         ref = JobRef(claimed.job_id, claimed.token)
         try:
-            _admit(database, queue, claimed, ref, outcome, source_hosts)
+            _admit(database, queue, claimed, ref, outcome, deployment, source_hosts)
         except Exception:
             # Could not record the claim (database down?): give the job back without spending
             # an attempt. If even that fails, the lock expires and BullMQ returns the job.
@@ -77,6 +85,7 @@ def _admit(
     claimed: ClaimedJob,
     ref: JobRef,
     outcome: TickOutcome,
+    deployment: str,
     source_hosts: HostAllowlist | None = None,
 ) -> None:
     if claimed.name != JOB_NAME:
@@ -98,6 +107,7 @@ def _admit(
         max_attempts=claimed.max_attempts,
         token=claimed.token,
         run_key=run_key,
+        deployment=deployment,
     )
     with database.session() as session:
         decision = renders.record_claim(session, job, claim)
