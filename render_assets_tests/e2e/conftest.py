@@ -46,6 +46,7 @@ UNSET = (
     "LOCAL_PROVIDER_LATENCY_S",
     "RENDER_LOCK_DURATION_S",
     "RENDER_MAX_CONCURRENT_RUNS",
+    "RENDER_DEPLOYMENT_ID",
     "STORAGE_EMULATOR_HOST",
 )
 
@@ -253,14 +254,21 @@ def _stop(process: subprocess.Popen[bytes]) -> list[int]:
 
 
 def build_stack(
-    root: Path, database_url: str, *, redis_url: str = REDIS_URL, overrides: dict[str, str] | None = None
+    root: Path,
+    database_url: str,
+    *,
+    redis_url: str = REDIS_URL,
+    overrides: dict[str, str] | None = None,
+    dagster_yaml: Path = PROJECT_ROOT / "dagster.yaml",
+    queue_name: str | None = None,
 ) -> RenderStack:
-    """A stack's folders and environment; `start()` brings its daemon up."""
+    """A stack's folders and environment; `start()` brings its daemon up. `dagster_yaml`: the
+    instance file; `queue_name`: a queue shared with another stack (default: one of its own)."""
     home, storage_dir, data_dir = root / "dagster_home", root / "storage", root / "data"
     for folder in (home, storage_dir, data_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    queue_name = f"e2e-render-{uuid.uuid4().hex[:10]}"
+    shutil.copyfile(dagster_yaml, home / "dagster.yaml")
+    queue_name = queue_name or f"e2e-render-{uuid.uuid4().hex[:10]}"
     stack_env = {
         "DAGSTER_HOME": str(home),
         "RENDER_QUEUE_NAME": queue_name,
@@ -306,9 +314,8 @@ def running(stack: RenderStack) -> Iterator[RenderStack]:
 
 @pytest.fixture
 def own_database_url() -> Iterator[str]:
-    """A migrated database of the test's own on the machine's PostgreSQL. A stack's reconciler
-    settles every in-flight render of its database that its own Dagster instance does not know,
-    so a stack started beside another live one (a module's or the session's) needs its own."""
+    """A migrated database of the test's own on the machine's PostgreSQL, for a test that counts
+    or faults everything in its database (stacks can share one: each settles its own claims)."""
     with scratch_database(POSTGRES_ADMIN_URL, "render_assets_e2e") as url:
         yield url
 
