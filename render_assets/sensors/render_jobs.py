@@ -60,10 +60,11 @@ def render_job_sensor(
 ) -> SensorResult | SkipReason:
     """Claims as many BullMQ jobs as there are free run slots, so BullMQ's priorities still order
     the backlog, and requests one run per claim (claims left over by a failed tick first)."""
-    db, deployment = database.get(), deployment_id(context.instance)
+    db, deployment, bull = database.get(), deployment_id(context.instance), queue.get()
+    claims.hold_pending_claims(db, bull, deployment)
     leftover = [run for run in claims.pending_runs(db, deployment) if not run_exists(context.instance, run.run_key)]
     free = run_slots(context.instance) - busy_runs(context.instance) - len(leftover)
-    outcome = claims.claim_jobs(db, queue.get(), free, deployment=deployment, source_hosts=providers.source_hosts())
+    outcome = claims.claim_jobs(db, bull, free, deployment=deployment, source_hosts=providers.source_hosts())
     runs = leftover + outcome.runs
     for job_id, reason in outcome.rejected.items():
         context.log.warning(f"BullMQ job {job_id} rejected: {reason}")

@@ -51,6 +51,21 @@ def pending_runs(database: Database, deployment: str) -> list[RunToStart]:
         ]
 
 
+def hold_pending_claims(database: Database, queue: BullQueue, deployment: str) -> int:
+    """Renew the BullMQ locks of the deployment's claims whose runs have not started yet; returns
+    how many still held. A run's own heartbeat renews its claim once it runs, but a run may take
+    longer than a lock to start (a container or pod started, an image pulled, a busy host): until
+    then its deployment holds the claim, or BullMQ's stalled check would hand the job out again
+    and a second run would render it."""
+    with database.session() as session:
+        held = [
+            JobRef(row.bull_job_id, row.claim_token)
+            for row in renders.pending_claims(session, deployment)
+            if row.bull_job_id and row.claim_token
+        ]
+    return sum(queue.extend_lock(ref) for ref in held)
+
+
 def claim_jobs(
     database: Database,
     queue: BullQueue,
