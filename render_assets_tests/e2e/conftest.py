@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -146,18 +146,22 @@ class RenderStack:
         """Start the daemon (again) and wait until its sensor ticks; returns the seconds it took."""
         started_at = time.time()
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [_executable("dagster-daemon"), "run", "-w", str(WORKSPACE)],
-                cwd=PROJECT_ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self.process = self.launch_daemon(log)
         ready_s = _wait_healthy(self, started_at)
         print(f"\n[render_stack] dagster-daemon healthy and sensor ticking after {ready_s:.1f}s (log {self.log_path})")
         return ready_s
+
+    def launch_daemon(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        """The daemon's process, writing to `log`."""
+        return subprocess.Popen(
+            [_executable("dagster-daemon"), "run", "-w", str(WORKSPACE)],
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def stop(self) -> list[int]:
         """Stop the daemon and everything it started; returns the processes that survived."""
