@@ -23,13 +23,12 @@ from typing import IO, Any
 
 import pytest
 
-from render_assets.bench.stack import drop_queue, initialize_instance, sensor_ticked, session_members
+from render_assets.bench.stack import daemon_process, drop_queue, initialize_instance, sensor_ticked, session_members
 from render_assets.migrations import scratch_database
 from render_assets_tests.conftest import POSTGRES_ADMIN_URL, REDIS_URL
 from render_assets_tests.e2e.servers import PrivateRedis
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-WORKSPACE = PROJECT_ROOT / "workspace.yaml"
 NODE_DIR = PROJECT_ROOT / "render_assets_tests" / "node"
 PRODUCER = NODE_DIR / "producer.mjs"
 BIN = Path(sys.executable).parent
@@ -153,15 +152,7 @@ class RenderStack:
 
     def launch_daemon(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
         """The daemon's process, writing to `log`."""
-        return subprocess.Popen(
-            [_executable("dagster-daemon"), "run", "-w", str(WORKSPACE)],
-            cwd=PROJECT_ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        return daemon_process(self.env, log)
 
     def stop(self) -> list[int]:
         """Stop the daemon and everything it started; returns the processes that survived."""
