@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 from dagster_docker.docker_run_launcher import DOCKER_CONTAINER_ID_TAG
 
 from render_assets.domain.payload import parse_job
@@ -31,15 +31,10 @@ pytestmark = [pytest.mark.e2e]
 JOBS = 6
 ENDED = ("SUCCESS", "FAILURE", "CANCELED")
 BUCKET = "renders"
-# A window to act in while a run generates. Failures are detected within seconds, though not as
-# fast as on the host: six containers starting at once starve a 2-core machine, and a 3 s
-# liveness key would take slow runs for dead ones.
-SETTINGS = {
-    "LOCAL_PROVIDER_LATENCY_S": "8",
-    "RENDER_HEARTBEAT_S": "2",
-    "RENDER_RECONCILE_INTERVAL_S": "5",
-    "RENDER_CLAIM_GRACE_S": "60",
-}
+# A window to act in while a run generates (8 s), and reconciliation as often as the sensor
+# daemon loops. Heartbeats keep their default (every 5 s, dead after 15): six containers starting
+# at once starve a 2-core machine, and a shorter liveness took slow runs for dead ones.
+SETTINGS = {"LOCAL_PROVIDER_LATENCY_S": "8", "RENDER_RECONCILE_INTERVAL_S": "5", "RENDER_CLAIM_GRACE_S": "60"}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +63,7 @@ def docker_stack(tmp_path_factory: pytest.TempPathFactory, gcs_emulator: str) ->
 
 
 def render_runs(stack: DockerStack) -> dict[str, dict[str, Any]]:
-    """Run id → partition, status and container of every render run, from Dagster's run records."""
+    """Run id → partition, status, container and (for a failed run) why, from Dagster's records."""
     instance = DagsterInstance.from_config(str(stack.home))
     try:
         return {
@@ -76,6 +71,9 @@ def render_runs(stack: DockerStack) -> dict[str, dict[str, Any]]:
                 "render_id": run.tags.get("dagster/partition"),
                 "status": run.status.value,
                 "container": run.tags.get(DOCKER_CONTAINER_ID_TAG),
+                "failure": [
+                    entry.message for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
+                ],
             }
             for run in instance.get_runs(RunsFilter(job_name="render_job"))
         }
@@ -92,14 +90,20 @@ def disturb_while_generating(
     disturbed: dict[str, tuple[str, float]] = {}  # render id -> (BullMQ job id, when)
     seen: dict[str, list[tuple[str, ...]]] = {render_id: [] for render_id in disturbances}
     deadline = time.monotonic() + 180
-    while len(disturbed) < len(disturbances):
-        assert time.monotonic() < deadline, f"not seen generating: {seen}\n{stack.log_tail()}"
-        for render_id, disturb in disturbances.items():
-            run = None if render_id in disturbed else generating_run(stack, instance, render_id, seen[render_id])
-            if run is not None:
-                disturb(run)
-                disturbed[render_id] = (run.tags["render/bull_job_id"], time.monotonic())
-        time.sleep(0.05)
+    # Disturbances run beside the watch: terminating waits for the container to stop, and the
+    # other render's window may pass meanwhile.
+    with ThreadPoolExecutor(max_workers=len(disturbances)) as pool:
+        done = []
+        while len(disturbed) < len(disturbances):
+            assert time.monotonic() < deadline, f"not seen generating: {seen}\n{stack.log_tail()}"
+            for render_id, disturb in disturbances.items():
+                run = None if render_id in disturbed else generating_run(stack, instance, render_id, seen[render_id])
+                if run is not None:
+                    done.append(pool.submit(disturb, run))
+                    disturbed[render_id] = (run.tags["render/bull_job_id"], time.monotonic())
+            time.sleep(0.05)
+        for future in done:
+            future.result()
     settled_after = {}
     for render_id, (job_id, at) in disturbed.items():
         wait_for(lambda: stack.bull_job(job_id)["attemptsMade"] >= 1, 120, f"{render_id} settled", stack, every_s=0.2)  # noqa: B023
