@@ -15,11 +15,12 @@ from render_assets.domain.payload import parse_job
 from render_assets.domain.queue_contract import job_options
 from render_assets.sensors.deployment import deployment_id
 from render_assets_tests.e2e.conftest import PROJECT_ROOT, RenderStack, build_stack, running
-from render_assets_tests.e2e.helpers import audit_is_clean, new_job, query
+from render_assets_tests.e2e.helpers import audit_is_clean, new_job, query, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
 JOBS = 30
+ENDED = ("SUCCESS", "FAILURE", "CANCELED")
 FORKING = PROJECT_ROOT / "deploy" / "dagster.forking.yaml"
 
 
@@ -52,6 +53,10 @@ def test_two_daemons_on_one_queue_and_one_database_render_every_job_once(
 
     with running(blue), running(green):
         events = blue.producer([{"data": data, "opts": job_options(parse_job(data))} for data in jobs], 240)
+        # BullMQ hears of a delivery before its run has recorded its end: let the runs end
+        # before the daemons stop (stopping them interrupts what still runs).
+        for stack in (blue, green):
+            wait_for(lambda: all(s in ENDED for s in render_runs(stack).values()), 60, "the runs to end", stack)  # noqa: B023
 
     assert events[-1]["event"] != "timeout", events[-1]
     delivered = {
