@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA ?= .data
 export DAGSTER_HOME ?= $(abspath $(DATA))/dagster_home
 
-.PHONY: install run test test-fast lint typecheck lock redis clean bench-delivery
+.PHONY: install run test test-fast lint typecheck lock redis clean bench-delivery image
 
 install: $(VENV)/.installed render_assets_tests/node/node_modules/.installed
 
@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The lock pins every package, transitive ones included, so installs a month apart agree.
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev,deploy]'
 	touch $@
 
 render_assets_tests/node/node_modules/.installed: render_assets_tests/node/package-lock.json
@@ -23,7 +23,7 @@ render_assets_tests/node/node_modules/.installed: render_assets_tests/node/packa
 # Regenerate requirements.lock from a fresh resolve of pyproject.toml (then review the diff).
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet --upgrade pip && .lock-venv/bin/pip install --quiet -e '.[dev]'
+	.lock-venv/bin/pip install --quiet --upgrade pip && .lock-venv/bin/pip install --quiet -e '.[dev,deploy]'
 	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^render.assets' > requirements.lock
 	rm -rf .lock-venv
 
@@ -59,8 +59,16 @@ bench-progress: install ; $(BIN)/python -m render_assets.bench.progress_events  
 bench-poison: install ; $(BIN)/python -m render_assets.bench.poisoned_images  # peak RSS refusing each poisoned provider reply vs decoding valid 4K ones, a fresh process each (~4 min)
 bench: install redis ; @$(BIN)/render-assets bench $(BENCH_ARGS)  # the real stack under the issue's scenarios, one JSON document (BENCH_ARGS=--quick for a smoke run)
 
+# The image every role runs in (Dockerfile). On a machine without a container registry the base is
+# built from Debian's packages (deploy/docker/base-image.sh, once); elsewhere pass
+# BASE_IMAGE=python:3.11-slim-bookworm.
+IMAGE ?= render-assets:latest
+BASE_IMAGE ?= render-assets-base:bookworm
+image: install
+	deploy/docker/build-image.sh $(IMAGE) $(BASE_IMAGE) $(abspath $(BIN))/pip
+
 typecheck: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(DATA) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(DATA) build .pytest_cache .mypy_cache .ruff_cache

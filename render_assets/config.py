@@ -100,6 +100,11 @@ RENDER_SENSOR_INTERVAL_S = Variable(
 RENDER_MAX_CONCURRENT_RUNS = Variable(
     "RENDER_MAX_CONCURRENT_RUNS", "4", "Run slots when the instance has no run queue limit of its own"
 )
+RENDER_DEPLOYMENT_ID = Variable(
+    "RENDER_DEPLOYMENT_ID",
+    None,
+    "Name this deployment's claims carry (at most 64 characters); default: its Dagster run storage's id",
+)
 RENDER_EVENTS_PREFIX = Variable("RENDER_EVENTS_PREFIX", "render-events:", "Key prefix of the per-render event streams")
 RENDER_EVENTS_MAXLEN = Variable("RENDER_EVENTS_MAXLEN", "1000", "Entries a render's event stream keeps (about)")
 RENDER_EVENTS_TTL_S = Variable("RENDER_EVENTS_TTL_S", "86400", "Seconds an event stream outlives its last event")
@@ -175,6 +180,7 @@ ALL: tuple[Variable, ...] = (
     RENDER_CLAIM_GRACE_S,
     RENDER_SENSOR_INTERVAL_S,
     RENDER_MAX_CONCURRENT_RUNS,
+    RENDER_DEPLOYMENT_ID,
     RENDER_EVENTS_PREFIX,
     RENDER_EVENTS_MAXLEN,
     RENDER_EVENTS_TTL_S,

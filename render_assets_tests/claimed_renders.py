@@ -13,13 +13,18 @@ from render_assets.domain.queue_contract import job_options
 from render_assets.services.claims import claim_jobs
 from render_assets_tests.payloads import web_app_job
 
+DEPLOYMENT = "deployment-under-test"  # the deployment these tests' claims and reconciler speak for
 
-def claimed_render(database: Database, bull: BullQueue, **options: Any) -> tuple[str, str, str]:
-    """Enqueue a web-app job, claim it and charge it, as the sensor and render_prompt would."""
+
+def claimed_render(
+    database: Database, bull: BullQueue, deployment: str = DEPLOYMENT, **options: Any
+) -> tuple[str, str, str]:
+    """Enqueue a web-app job, claim it for `deployment` and charge it, as the sensor and
+    render_prompt would."""
     data = web_app_job()
     opts = {**job_options(parse_job(data)), **options}
     job_id = bull.add(data, opts)
-    [run] = claim_jobs(database, bull, 1).runs
+    [run] = claim_jobs(database, bull, 1, deployment=deployment).runs
     with database.session() as session:
         renders.mark_processing(session, run.render_id)
         ledger.charge(session, render_id=run.render_id, organization_id="org-test", cost=1, initial_credits=10)

@@ -23,6 +23,7 @@ from render_assets.resources import BlobStorageResource, DatabaseResource, Provi
 from render_assets.resources.alerts import FailureAlertsResource
 from render_assets.resources.webhooks import WebhooksResource
 from render_assets.sensors import render_job_sensor
+from render_assets.sensors.deployment import deployment_id
 from render_assets_tests.conftest import REDIS_URL
 
 
@@ -40,6 +41,10 @@ class InProcessStack:
     @property
     def database(self) -> Database:
         return self.resources["database"].get()  # type: ignore[no-any-return]
+
+    @property
+    def deployment(self) -> str:
+        return deployment_id(self.instance)
 
     @property
     def queue(self) -> BullQueue:

@@ -156,6 +156,15 @@ OPENAI_FAULTS = [
 ]
 
 
+def test_an_empty_openai_base_url_in_the_environment_means_the_openai_api(
+    fake: FakeImageApis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deployment that sets every variable, empty for "the default" (deploy/docker/compose.yaml).
+    monkeypatch.setenv("OPENAI_BASE_URL", "")
+    assert str(openai(fake, base_url=None).client().base_url) == "https://api.openai.com/v1/"
+    assert str(openai(fake).client().base_url) == f"{fake.url}/v1/"
+
+
 @pytest.mark.parametrize(("fault", "options", "kind", "billed", "message"), OPENAI_FAULTS)
 def test_openai_failures_are_classified(
     fake: FakeImageApis, fault: str, options: dict[str, object], kind: ErrorKind, billed: bool, message: str

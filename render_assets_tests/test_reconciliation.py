@@ -14,7 +14,7 @@ from render_assets.domain.database import Database
 from render_assets.domain.models import RenderStatus, utcnow
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.reconciliation import ReconcilePolicy, RunInfo, RunPhase, reconcile
-from render_assets_tests.claimed_renders import claimed_render, kinds, status
+from render_assets_tests.claimed_renders import DEPLOYMENT, claimed_render, kinds, status
 from render_assets_tests.conftest import REDIS_URL
 
 
@@ -38,7 +38,13 @@ def liveness() -> RunLiveness:
 
 def run_reconcile(database: Database, bull: BullQueue, runs: Runs, alive: RunLiveness, **policy: timedelta):  # type: ignore[no-untyped-def]
     return reconcile(
-        database, bull, ProgressPublisher(database, bull), runs, alive.is_alive, policy=ReconcilePolicy(**policy)
+        database,
+        bull,
+        ProgressPublisher(database, bull),
+        runs,
+        alive.is_alive,
+        deployment=DEPLOYMENT,
+        policy=ReconcilePolicy(**policy),
     )
 
 
@@ -113,6 +119,19 @@ def test_a_claim_without_a_run_is_lost_only_after_the_grace(database: Database, 
     assert status(database, render_id) == RenderStatus.FAILED
     assert bull.state(job_id) == "failed"
     assert kinds(database, render_id) == ["charge", "refund"]
+
+
+def test_another_deployments_claims_are_left_to_it(database: Database, bull: BullQueue) -> None:
+    # Green shares the database; its runs live in its own Dagster instance, which ours cannot see.
+    theirs, _, their_job = claimed_render(database, bull, deployment="green", attempts=1)
+    ours, _, our_job = claimed_render(database, bull, attempts=1)
+
+    outcome = run_reconcile(database, bull, Runs(), liveness(), claim_grace=timedelta(seconds=0))
+
+    assert [lost.render_id for lost in outcome.lost] == [ours]
+    assert (status(database, ours), bull.state(our_job)) == (RenderStatus.FAILED, "failed")
+    assert (status(database, theirs), bull.state(their_job)) == (RenderStatus.PROCESSING, "active")
+    assert kinds(database, theirs) == ["charge"]
 
 
 def test_waiting_runs_are_left_alone(database: Database, bull: BullQueue) -> None:

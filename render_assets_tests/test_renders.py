@@ -20,13 +20,14 @@ def _job(render_id: str = "render-1", **overrides: Any) -> RenderJob:
     return parse_job(web_app_job(render_id=render_id, **overrides))
 
 
-def _claim(job_id: str = "job-1", attempt: int = 0) -> renders.BullClaim:
+def _claim(job_id: str = "job-1", attempt: int = 0, deployment: str | None = "blue") -> renders.BullClaim:
     return renders.BullClaim(
         job_id=job_id,
         attempt=attempt,
         max_attempts=3,
         token=f"token-{job_id}-{attempt}",
         run_key=f"{job_id}:{attempt}",
+        deployment=deployment,
     )
 
 
@@ -154,7 +155,29 @@ def test_pending_claims_lists_only_claimed_rows(database: Database) -> None:
         _record(database, _job(render_id), _claim(f"job-{render_id}"))
         _set_status(database, status, render_id)
     with database.session() as session:
-        assert sorted(row.id for row in renders.pending_claims(session)) == ["r-claimed-a", "r-claimed-b"]
+        assert sorted(row.id for row in renders.pending_claims(session, "blue")) == ["r-claimed-a", "r-claimed-b"]
+
+
+def test_a_deployment_sees_its_own_claims_and_those_made_before_claims_named_one(database: Database) -> None:
+    claimed_by = {"r-blue": "blue", "r-green": "green", "r-legacy": None}
+    for render_id, deployment in claimed_by.items():
+        _record(database, _job(render_id), _claim(f"job-{render_id}", deployment=deployment))
+    _set_status(database, RenderStatus.PROCESSING, "r-green")
+    with database.session() as session:
+        assert renders.require(session, "r-green").claimed_by == "green"
+        assert sorted(row.id for row in renders.pending_claims(session, "blue")) == ["r-blue", "r-legacy"]
+        assert sorted(row.id for row in renders.pending_claims(session, "green")) == ["r-legacy"]
+        assert sorted(row.id for row in renders.in_flight(session, "green")) == ["r-green", "r-legacy"]
+        assert sorted(row.id for row in renders.in_flight(session, "blue")) == ["r-blue", "r-legacy"]
+
+
+def test_a_new_claim_of_the_job_moves_it_to_the_claiming_deployment(database: Database) -> None:
+    _record(database, _job(), _claim("job-1", deployment="blue"))
+    # BullMQ handed the job out again (blue's lock expired) and green claimed it.
+    assert _record(database, _job(), _claim("job-1", deployment="green")).verdict is renders.ClaimVerdict.RUN
+    with database.session() as session:
+        assert renders.pending_claims(session, "blue") == []
+        assert [row.claimed_by for row in renders.pending_claims(session, "green")] == ["green"]
 
 
 def test_mark_failed_not_final_is_retrying(database: Database) -> None:

@@ -147,6 +147,27 @@ def test_a_claim_whose_process_died_returns_after_its_lock_expires(stack: InProc
     assert reclaimed[0].run_attempt_key != "0"  # a redelivery gets a run key of its own
 
 
+def test_a_deployment_holds_its_claims_until_their_runs_start(stack: InProcessStack) -> None:
+    from render_assets.adapters.bullmq_queue import BullQueue
+    from render_assets_tests.conftest import REDIS_URL
+
+    held_job, dropped_job = stack.enqueue(web_app_job()), stack.enqueue(web_app_job())
+    short_lock = BullQueue(REDIS_URL, stack.queue_name, lock_duration_ms=500, stalled_interval_ms=200)
+    claims.claim_jobs(stack.database, short_lock, 1, deployment=stack.deployment)  # its run is slow to start
+    claims.claim_jobs(stack.database, short_lock, 1, deployment="a-deployment-gone-for-good")
+
+    handed_out_again = []
+    deadline = time.monotonic() + 3  # six lock durations
+    while time.monotonic() < deadline:
+        assert claims.hold_pending_claims(stack.database, short_lock, stack.deployment) == 1
+        # What every tick does next: BullMQ's stalled check, then claims.
+        handed_out_again += [claimed.job_id for claimed in short_lock.claim(1)]
+        time.sleep(0.2)
+
+    assert held_job not in handed_out_again
+    assert dropped_job in handed_out_again  # nobody held that claim
+
+
 def test_a_second_job_for_a_render_in_flight_is_refused(stack: InProcessStack) -> None:
     data = web_app_job()
     first = stack.enqueue(data)
@@ -164,8 +185,8 @@ def test_pending_runs_lists_claims_without_runs(stack: InProcessStack) -> None:
     data = web_app_job()
     stack.enqueue(data)
     stack.tick()
-    assert [run.render_id for run in claims.pending_runs(stack.database)] == [data["renderId"]]
+    assert [run.render_id for run in claims.pending_runs(stack.database, stack.deployment)] == [data["renderId"]]
     with stack.database.session() as session:
         renders.mark_processing(session, data["renderId"])
         assert renders.require(session, data["renderId"]).status == RenderStatus.PROCESSING
-    assert claims.pending_runs(stack.database) == []
+    assert claims.pending_runs(stack.database, stack.deployment) == []

@@ -49,7 +49,7 @@ def _no_gcs() -> Any:
 def render_one(database: Database, queue: BullQueue, client: redis.Redis, storage_url: str, resolution: str) -> None:
     data = bench_job(resolution, tag="baseline")
     queue.add(data, web_app_options(data))
-    outcome = claims.claim_jobs(database, queue, 1)
+    outcome = claims.claim_jobs(database, queue, 1, deployment="baseline")
     if len(outcome.runs) != 1:
         raise BaselineError(f"could not claim the job: {outcome}")
     claim = outcome.runs[0]

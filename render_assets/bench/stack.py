@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SENSOR_NAME = "render_job_sensor"
@@ -80,19 +81,8 @@ class BenchStack:
         """Start the daemon and wait until the sensor ticks; returns the seconds it took."""
         initialize_instance(self.home)
         started = time.time()
-        daemon = shutil.which("dagster-daemon", path=self.env["PATH"])
-        if daemon is None:
-            raise StackError("dagster-daemon is not installed in this environment")
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [daemon, "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
-                cwd=PROJECT_ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self.process = daemon_process(self.env, log)
         self._wait_healthy(started)
         return time.time() - started
 
@@ -166,6 +156,25 @@ def session_members(session_id: int) -> list[int]:
         if len(fields) > 3 and int(fields[3]) == session_id and fields[0] != "Z":
             members.append(int(entry.name))
     return members
+
+
+def daemon_process(
+    env: Mapping[str, str], log: IO[bytes], workspace: Path = PROJECT_ROOT / "workspace.yaml"
+) -> subprocess.Popen[bytes]:
+    """`dagster-daemon run` on a workspace (the project's by default), in a session of its own (so
+    its code server and run workers can be found and stopped with it), writing to `log`."""
+    daemon = shutil.which("dagster-daemon", path=env["PATH"])
+    if daemon is None:
+        raise StackError("dagster-daemon is not installed in this environment")
+    return subprocess.Popen(
+        [daemon, "run", "-w", str(workspace)],
+        cwd=workspace.parent,  # `python -m` children put their working directory first on sys.path
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def initialize_instance(home: Path) -> None:

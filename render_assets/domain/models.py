@@ -76,6 +76,10 @@ class Render(Base):
     claim_token: Mapped[str | None] = mapped_column(String(128))
     run_key: Mapped[str | None] = mapped_column(String(256))
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The deployment (Dagster instance) whose sensor made the current claim: only it re-requests
+    # the claim's run or settles it as lost, since only its Dagster storage knows that run.
+    # None: a claim made before deployments were recorded, which any deployment may take up.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     # "bullmq" when a customer's job delivered it, "operator" for a backfill or UI re-execution.
     delivered_via: Mapped[str | None] = mapped_column(String(16))
     prompt_hash: Mapped[str | None] = mapped_column(String(64))

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from render_assets.domain import render_versions
@@ -39,6 +39,7 @@ class BullClaim:
     max_attempts: int
     token: str
     run_key: str
+    deployment: str | None = None  # the deployment (Dagster instance) making the claim
 
 
 def get(session: Session, render_id: str) -> Render | None:
@@ -85,6 +86,7 @@ def record_claim(session: Session, job: RenderJob, claim: BullClaim) -> ClaimDec
     render.max_attempts = claim.max_attempts
     render.claim_token = claim.token
     render.run_key = claim.run_key
+    render.claimed_by = claim.deployment
     render.claimed_at = utcnow()
     render.waiting_until = None
     render.error = None
@@ -97,10 +99,16 @@ def payloads(session: Session, render_ids: list[str]) -> dict[str, dict[str, Any
     return {render_id: payload for render_id, payload in rows}
 
 
-def in_flight(session: Session) -> list[Render]:
-    """Renders whose current attempt has not ended: claimed, or being processed."""
+def claimed_by(deployment: str) -> ColumnElement[bool]:
+    """Claims the deployment made, and those made before claims named their deployment."""
+    return or_(Render.claimed_by == deployment, Render.claimed_by.is_(None))
+
+
+def in_flight(session: Session, deployment: str) -> list[Render]:
+    """The deployment's renders whose current attempt has not ended: claimed, or being processed."""
     statuses = (RenderStatus.CLAIMED, RenderStatus.PROCESSING)
-    return list(session.execute(select(Render).where(Render.status.in_(statuses))).scalars())
+    query = select(Render).where(Render.status.in_(statuses), claimed_by(deployment))
+    return list(session.execute(query).scalars())
 
 
 def count_in_progress(session: Session) -> int:
@@ -129,9 +137,11 @@ def release_claim(session: Session, render_id: str, token: str) -> None:
     session.execute(update(Render).where(Render.id == render_id, Render.claim_token == token).values(claim_token=None))
 
 
-def pending_claims(session: Session) -> list[Render]:
-    """Claims whose run has not started yet: a tick may have failed before its run was created."""
-    return list(session.execute(select(Render).where(Render.status == RenderStatus.CLAIMED)).scalars())
+def pending_claims(session: Session, deployment: str) -> list[Render]:
+    """The deployment's claims whose run has not started yet: a tick may have failed before its
+    run was created."""
+    query = select(Render).where(Render.status == RenderStatus.CLAIMED, claimed_by(deployment))
+    return list(session.execute(query).scalars())
 
 
 def mark_processing(session: Session, render_id: str) -> Render:

@@ -29,16 +29,18 @@ def upgrade(url: str, revision: str = "heads") -> None:
 
 
 @contextmanager
-def scratch_database(admin_url: str, prefix: str = "render_assets_scratch") -> Iterator[str]:
-    """A new PostgreSQL database on the admin URL's server, migrated to head, dropped afterwards
-    (tests and benchmarks: each gets a database no other process touches)."""
+def scratch_database(admin_url: str, prefix: str = "render_assets_scratch", *, migrate: bool = True) -> Iterator[str]:
+    """A new PostgreSQL database on the admin URL's server, migrated to head (unless `migrate` is
+    false: a Dagster storage creates its own tables), dropped afterwards (tests and benchmarks:
+    each gets a database no other process touches)."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(driver_url(admin_url), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     try:
         url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-        upgrade(url)
+        if migrate:
+            upgrade(url)
         yield url
     finally:
         with admin.connect() as connection:

@@ -3,7 +3,8 @@
 `observe_stage` wraps an asset's body: the render's id on every log line, the render's own words
 registered with the scrubber (and scrubbed from a failing step's error), a Sentry transaction,
 the step's duration (and QA score, when the step reports one) as numeric output metadata the
-Dagster UI plots across partitions, and a timing row for `render-assets stats`.
+Dagster UI plots across partitions, and a timing row for `render-assets stats`; an interrupt
+(a terminated run) fails the step without a retry (`run_interrupts`).
 `reports_failures` wraps the failure hook: its lines carry the render's id, and once it has
 settled the render the failure is classified, recorded and, for the render's last attempt, sent
 to Sentry as one event. Neither ever fails the step or the hook it serves.
@@ -28,6 +29,7 @@ from render_assets.observability.logs import log_context
 from render_assets.observability.scrubbing import scrub_exception, sensitive_strings
 from render_assets.observability.sentry import stage_transaction
 from render_assets.run_identity import RunIdentity
+from render_assets.run_interrupts import stop_on_interrupt
 from render_assets.services.failure_reports import StepFailure, payload_sensitive_strings, report_failure
 
 log = logging.getLogger(__name__)
@@ -160,11 +162,12 @@ def observe_stage(fn: Callable[P, R]) -> Callable[P, R]:
             step = _StepObservation(stage, args, kwargs)
             with step.active():
                 try:
-                    for item in fn(*args, **kwargs):
-                        if isinstance(item, Output):
-                            reported = {**_output_metadata(step.context), **_plain_all(item.metadata)}
-                            item = item.with_metadata({**item.metadata, **step.metrics(item.value, reported)})
-                        yield item
+                    with stop_on_interrupt():
+                        for item in fn(*args, **kwargs):
+                            if isinstance(item, Output):
+                                reported = {**_output_metadata(step.context), **_plain_all(item.metadata)}
+                                item = item.with_metadata({**item.metadata, **step.metrics(item.value, reported)})
+                            yield item
                 except BaseException as error:
                     scrub_exception(error)  # while the render's words are registered
                     step.record(FAILURE)
@@ -178,7 +181,8 @@ def observe_stage(fn: Callable[P, R]) -> Callable[P, R]:
         step = _StepObservation(stage, args, kwargs)
         with step.active():
             try:
-                result = fn(*args, **kwargs)
+                with stop_on_interrupt():
+                    result = fn(*args, **kwargs)
             except BaseException as error:
                 scrub_exception(error)  # while the render's words are registered
                 step.record(FAILURE)

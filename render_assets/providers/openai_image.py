@@ -59,6 +59,9 @@ def quality_tier(quality: int | None) -> Quality:
     return "low" if quality <= 40 else "medium" if quality <= 75 else "high"
 
 
+OPENAI_API_URL = "https://api.openai.com/v1"  # the SDK's default base URL
+
+
 class OpenAIImageProvider:
     """OpenAI image generation; `generate` returns exactly the requested size."""
 
@@ -84,7 +87,9 @@ class OpenAIImageProvider:
 
             self._client = openai.OpenAI(
                 api_key=self._api_key,
-                base_url=self.base_url,
+                # Explicit: given None the SDK reads OPENAI_BASE_URL itself, and a deployment that
+                # sets every variable (empty meaning "the default", deploy/docker) sets it to "".
+                base_url=self.base_url or OPENAI_API_URL,
                 max_retries=0,
                 timeout=self.timeout_s,
                 # The SDK's own defaults, plus a hook that stops reading a reply at our cap.

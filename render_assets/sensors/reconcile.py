@@ -15,6 +15,7 @@ from dagster import (
 from render_assets import config
 from render_assets.jobs import render_job
 from render_assets.resources import DatabaseResource, RenderQueueResource
+from render_assets.sensors.deployment import deployment_id
 from render_assets.services.failure_reports import StepFailure, report_failure
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.reconciliation import ReconcilePolicy, RunInfo, RunPhase, reconcile
@@ -74,6 +75,7 @@ def reconcile_sensor(
         ProgressPublisher(db, bull, queue.events()),
         DagsterRuns(context.instance),
         queue.liveness().is_alive,
+        deployment=deployment_id(context.instance),
         policy=policy,
     )
     acted = [

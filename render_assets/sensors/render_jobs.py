@@ -21,6 +21,7 @@ from render_assets.jobs import render_job
 from render_assets.partitions import render_partitions
 from render_assets.resources import DatabaseResource, ProvidersResource, RenderQueueResource
 from render_assets.run_identity import BULL_JOB_TAG, RUN_KEY_TAG, RunIdentity, RunKind
+from render_assets.sensors.deployment import deployment_id
 from render_assets.services import claims
 
 IN_PROGRESS = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
@@ -80,12 +81,13 @@ def render_job_sensor(
     """Claims as many BullMQ jobs as there are free run slots, so BullMQ's priorities still order
     the backlog, and requests one run per claim (claims left over by a failed tick first). Each
     render's prompt rules are observed before its run starts, so its lineage has a start."""
-    db = database.get()
-    leftover = [run for run in claims.pending_runs(db) if not run_exists(context.instance, run.run_key)]
+    db, deployment, bull = database.get(), deployment_id(context.instance), queue.get()
+    claims.hold_pending_claims(db, bull, deployment)
+    leftover = [run for run in claims.pending_runs(db, deployment) if not run_exists(context.instance, run.run_key)]
     free = run_slots(context.instance) - busy_runs(context.instance) - len(leftover)
     availability = providers.availability()
     wanted = claims.claims_while(availability, free, renders_starting=claims.starting(db))
-    outcome = claims.claim_jobs(db, queue.get(), wanted, source_hosts=providers.source_hosts())
+    outcome = claims.claim_jobs(db, bull, wanted, deployment=deployment, source_hosts=providers.source_hosts())
     runs = leftover + outcome.runs
     for job_id, reason in outcome.rejected.items():
         context.log.warning(f"BullMQ job {job_id} rejected: {reason}")

@@ -42,7 +42,9 @@ def run_key_for(render_id: str, claimed: ClaimedJob) -> str:
     return f"{render_id}:{claimed.job_id}:{claimed.run_attempt_key}"
 
 
-def pending_runs(database: Database) -> list[RunToStart]:
+def pending_runs(database: Database, deployment: str) -> list[RunToStart]:
+    """The deployment's own claims still waiting for a run. Another deployment's are not ours to
+    start: its Dagster storage, not ours, knows whether their runs exist."""
     with database.session() as session:
         return [
             RunToStart(
@@ -51,7 +53,7 @@ def pending_runs(database: Database) -> list[RunToStart]:
                 bull_job_id=row.bull_job_id,
                 job=RenderJob.model_validate(row.payload),
             )
-            for row in renders.pending_claims(session)
+            for row in renders.pending_claims(session, deployment)
             if row.run_key and row.bull_job_id
         ]
 
@@ -73,16 +75,37 @@ def starting(database: Database) -> int:
         return renders.count_in_progress(session)
 
 
+def hold_pending_claims(database: Database, queue: BullQueue, deployment: str) -> int:
+    """Renew the BullMQ locks of the deployment's claims whose runs have not started yet; returns
+    how many still held. A run's own heartbeat renews its claim once it runs, but a run may take
+    longer than a lock to start (a container or pod started, an image pulled, a busy host): until
+    then its deployment holds the claim, or BullMQ's stalled check would hand the job out again
+    and a second run would render it."""
+    with database.session() as session:
+        held = [
+            JobRef(row.bull_job_id, row.claim_token)
+            for row in renders.pending_claims(session, deployment)
+            if row.bull_job_id and row.claim_token
+        ]
+    return sum(queue.extend_lock(ref) for ref in held)
+
+
 def claim_jobs(
-    database: Database, queue: BullQueue, max_jobs: int, *, source_hosts: HostAllowlist | None = None
+    database: Database,
+    queue: BullQueue,
+    max_jobs: int,
+    *,
+    deployment: str,
+    source_hosts: HostAllowlist | None = None,
 ) -> TickOutcome:
-    """`source_hosts`: when source photos are fetched, a job whose image URLs the allowlist
-    refuses is rejected here, before anything is charged."""
+    """`deployment`: who claims (recorded on each claim). `source_hosts`: when source photos are
+    fetched, a job whose image URLs the allowlist refuses is rejected here, before anything is
+    charged."""
     outcome = TickOutcome()
     for claimed in queue.claim(max_jobs):
         ref = JobRef(claimed.job_id, claimed.token)
         try:
-            _admit(database, queue, claimed, ref, outcome, source_hosts)
+            _admit(database, queue, claimed, ref, outcome, deployment, source_hosts)
         except Exception:
             # Could not record the claim (database down?): give the job back without spending
             # an attempt. If even that fails, the lock expires and BullMQ returns the job.
@@ -101,6 +124,7 @@ def _admit(
     claimed: ClaimedJob,
     ref: JobRef,
     outcome: TickOutcome,
+    deployment: str,
     source_hosts: HostAllowlist | None = None,
 ) -> None:
     if claimed.name != JOB_NAME:
@@ -122,6 +146,7 @@ def _admit(
         max_attempts=claimed.max_attempts,
         token=claimed.token,
         run_key=run_key,
+        deployment=deployment,
     )
     with database.session() as session:
         decision = renders.record_claim(session, job, claim)

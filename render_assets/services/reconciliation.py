@@ -70,14 +70,21 @@ def reconcile(
     runs: RunLookup,
     is_alive: Callable[[str], bool],
     *,
+    deployment: str,
     policy: ReconcilePolicy = ReconcilePolicy(),
     now: datetime | None = None,
 ) -> Reconciliation:
+    """`runs` knows the runs of `deployment`'s Dagster instance, so only that deployment's
+    in-flight claims are judged here; another deployment's are its own to settle (or, when it is
+    gone, BullMQ's: their locks expire and the stalled check hands the jobs out again). Ended
+    attempts BullMQ has not heard of and unrefunded failures are settled whoever claimed them:
+    settling those needs no run, and is idempotent."""
     now = now or utcnow()
     outcome = Reconciliation()
     with database.session() as session:
         in_flight = [
-            (row.id, row.run_key, _aware(row.claimed_at or row.created_at)) for row in renders.in_flight(session)
+            (row.id, row.run_key, _aware(row.claimed_at or row.created_at))
+            for row in renders.in_flight(session, deployment)
         ]
         unannounced = [row.id for row in renders.unannounced(session)]
         unrefunded = ledger.charged_failures_without_refund(session)

@@ -19,11 +19,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
-from render_assets.bench.stack import drop_queue, initialize_instance, sensor_ticked, session_members
+from render_assets.bench.stack import daemon_process, drop_queue, initialize_instance, sensor_ticked, session_members
 from render_assets.migrations import scratch_database
 from render_assets_tests.conftest import POSTGRES_ADMIN_URL, REDIS_URL
 from render_assets_tests.e2e.servers import PrivateRedis
@@ -46,6 +46,7 @@ UNSET = (
     "LOCAL_PROVIDER_LATENCY_S",
     "RENDER_LOCK_DURATION_S",
     "RENDER_MAX_CONCURRENT_RUNS",
+    "RENDER_DEPLOYMENT_ID",
     "STORAGE_EMULATOR_HOST",
 )
 
@@ -146,18 +147,14 @@ class RenderStack:
         """Start the daemon (again) and wait until its sensor ticks; returns the seconds it took."""
         started_at = time.time()
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [_executable("dagster-daemon"), "run", "-w", str(self.workspace)],
-                cwd=self.workspace.parent,  # `python -m` children put their working directory first on sys.path
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self.process = self.launch_daemon(log)
         ready_s = _wait_healthy(self, started_at)
         print(f"\n[render_stack] dagster-daemon healthy and sensor ticking after {ready_s:.1f}s (log {self.log_path})")
         return ready_s
+
+    def launch_daemon(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        """The daemon's process on the stack's workspace, writing to `log`."""
+        return daemon_process(self.env, log, self.workspace)
 
     def stop(self) -> list[int]:
         """Stop the daemon and everything it started; returns the processes that survived."""
@@ -259,14 +256,18 @@ def build_stack(
     *,
     redis_url: str = REDIS_URL,
     overrides: dict[str, str] | None = None,
+    dagster_yaml: Path = PROJECT_ROOT / "dagster.yaml",
+    queue_name: str | None = None,
     workspace: Path = WORKSPACE,
 ) -> RenderStack:
-    """A stack's folders and environment; `start()` brings its daemon up (on `workspace`)."""
+    """A stack's folders and environment; `start()` brings its daemon up (on `workspace`).
+    `dagster_yaml`: the instance file; `queue_name`: a queue shared with another stack (default:
+    one of its own)."""
     home, storage_dir, data_dir = root / "dagster_home", root / "storage", root / "data"
     for folder in (home, storage_dir, data_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    queue_name = f"e2e-render-{uuid.uuid4().hex[:10]}"
+    shutil.copyfile(dagster_yaml, home / "dagster.yaml")
+    queue_name = queue_name or f"e2e-render-{uuid.uuid4().hex[:10]}"
     stack_env = {
         "DAGSTER_HOME": str(home),
         "RENDER_QUEUE_NAME": queue_name,
@@ -313,9 +314,8 @@ def running(stack: RenderStack) -> Iterator[RenderStack]:
 
 @pytest.fixture
 def own_database_url() -> Iterator[str]:
-    """A migrated database of the test's own on the machine's PostgreSQL. A stack's reconciler
-    settles every in-flight render of its database that its own Dagster instance does not know,
-    so a stack started beside another live one (a module's or the session's) needs its own."""
+    """A migrated database of the test's own on the machine's PostgreSQL, for a test that counts
+    or faults everything in its database (stacks can share one: each settles its own claims)."""
     with scratch_database(POSTGRES_ADMIN_URL, "render_assets_e2e") as url:
         yield url
 

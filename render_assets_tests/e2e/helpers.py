@@ -66,7 +66,7 @@ def enqueue_burst(stack: RenderStack, count: int, **options: Any) -> list[Enqueu
     return [Enqueued(*enqueue(stack, **options)) for _ in range(count)]
 
 
-def _query(stack: RenderStack, sql: str, **params: Any) -> list[dict[str, Any]]:
+def query(stack: RenderStack, sql: str, **params: Any) -> list[dict[str, Any]]:
     engine = create_engine(driver_url(stack.database_url))
     try:
         with engine.connect() as connection:
@@ -76,14 +76,12 @@ def _query(stack: RenderStack, sql: str, **params: Any) -> list[dict[str, Any]]:
 
 
 def row(stack: RenderStack, render_id: str) -> dict[str, Any] | None:
-    found = _query(stack, "SELECT status, stage, run_key, error FROM renders WHERE id = :id", id=render_id)
+    found = query(stack, "SELECT status, stage, run_key, error FROM renders WHERE id = :id", id=render_id)
     return found[0] if found else None
 
 
 def ledger(stack: RenderStack, render_id: str) -> list[tuple[str, int]]:
-    found = _query(
-        stack, "SELECT kind, amount FROM credit_transactions WHERE render_id = :id ORDER BY id", id=render_id
-    )
+    found = query(stack, "SELECT kind, amount FROM credit_transactions WHERE render_id = :id ORDER BY id", id=render_id)
     return [(entry["kind"], entry["amount"]) for entry in found]
 
 
