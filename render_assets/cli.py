@@ -155,6 +155,32 @@ def cmd_credits_audit(args: argparse.Namespace) -> int:
     return 1 if mismatches else 0
 
 
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from render_assets.adapters.cancel_signals import CancelSignals
+    from render_assets.adapters.event_stream import EventStream
+    from render_assets.services.cancellation import TOO_LATE, cancel
+    from render_assets.services.progress import ProgressPublisher
+
+    database, queue = _database(), _queue()
+    events = EventStream(
+        config.REDIS_URL.value() or "",
+        prefix=config.RENDER_EVENTS_PREFIX.value() or "",
+        maxlen=int(config.number(config.RENDER_EVENTS_MAXLEN)),
+        ttl_s=int(config.number(config.RENDER_EVENTS_TTL_S)),
+    )
+    outcome = cancel(
+        database,
+        queue,
+        ProgressPublisher(database, queue, events),
+        CancelSignals(config.REDIS_URL.value() or ""),
+        args.render_id,
+        source="cli",
+        refund_after_generation=config.flag(config.RENDER_CANCEL_REFUND_AFTER_GENERATION),
+    )
+    _print(outcome.as_dict(), args.json)
+    return 1 if outcome.outcome == TOO_LATE else 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from render_assets.migrations import upgrade
 
@@ -181,6 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ),
         storage_url=config.storage_url(),
         examples_dir=Path(args.examples),
+        cancel_refund_after_generation=config.flag(config.RENDER_CANCEL_REFUND_AFTER_GENERATION),
     )
     serve(settings, host=args.host, port=args.port)
     return 0
@@ -194,6 +221,11 @@ def parser() -> argparse.ArgumentParser:
     enqueue.add_argument("files", nargs="+", metavar="FILE.json")
     enqueue.add_argument("--raw", action="store_true", help="enqueue even payloads that fail validation")
     enqueue.set_defaults(run=cmd_enqueue)
+
+    cancel = commands.add_parser("cancel", help="cancel a render (refunded unless its image was already made)")
+    cancel.add_argument("render_id")
+    cancel.add_argument("--json", action="store_true")
+    cancel.set_defaults(run=cmd_cancel)
 
     status = commands.add_parser("status", help="a render's status")
     status.add_argument("render_id")

@@ -84,6 +84,11 @@ RENDER_SOURCE_IMAGE_TIMEOUT_S = Variable(
 RENDER_BREAKER_FAILURES = Variable("RENDER_BREAKER_FAILURES", "3", "Consecutive failures that open a breaker")
 RENDER_BREAKER_WINDOW_S = Variable("RENDER_BREAKER_WINDOW_S", "60", "Window in which those failures must fall")
 RENDER_BREAKER_COOLDOWN_S = Variable("RENDER_BREAKER_COOLDOWN_S", "30", "Seconds a breaker stays open before a probe")
+RENDER_CANCEL_REFUND_AFTER_GENERATION = Variable(
+    "RENDER_CANCEL_REFUND_AFTER_GENERATION",
+    "false",
+    "true: a render cancelled after its image was made is refunded too (default: its charge stands)",
+)
 RENDER_OUTAGE_MAX_WAIT_S = Variable(
     "RENDER_OUTAGE_MAX_WAIT_S", "900", "Seconds a render may wait for an image provider, from its first claim"
 )
@@ -173,6 +178,7 @@ ALL: tuple[Variable, ...] = (
     RENDER_BREAKER_WINDOW_S,
     RENDER_BREAKER_COOLDOWN_S,
     RENDER_OUTAGE_MAX_WAIT_S,
+    RENDER_CANCEL_REFUND_AFTER_GENERATION,
     RENDER_DEFAULT_CREDITS,
     RENDER_LOCK_DURATION_S,
     RENDER_HEARTBEAT_S,

@@ -49,6 +49,7 @@ def build_resources() -> dict[str, object]:
             events_prefix=config.RENDER_EVENTS_PREFIX.required_resource_value(),
             events_maxlen=int(config.number(config.RENDER_EVENTS_MAXLEN)),
             events_ttl_s=int(config.number(config.RENDER_EVENTS_TTL_S)),
+            cancel_refund_after_generation=config.flag(config.RENDER_CANCEL_REFUND_AFTER_GENERATION),
             database=database,
         ),
         "providers": ProvidersResource(

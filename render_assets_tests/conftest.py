@@ -32,6 +32,7 @@ TABLES = (
     "usage_records",
     "render_versions",
     "webhook_deliveries",
+    "render_cancellations",
 )
 
 

@@ -87,6 +87,7 @@ def test_the_last_hour_by_default(
     assert stats["renders"] == {
         "completed": 2,
         "failed": 1,
+        "cancelled": 0,
         "retrying": 1,
         "in_flight": 0,
         "waiting_for_provider": 0,

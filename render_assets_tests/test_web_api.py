@@ -296,3 +296,43 @@ def test_a_served_request_with_a_token_is_logged_without_it(
     logged = capfd.readouterr()
     assert "/renders/render-logged?token=REDACTED" in logged.out + logged.err
     assert token not in logged.out + logged.err
+
+
+# -- cancel -------------------------------------------------------------------------------------
+
+
+def test_the_web_app_cancels_a_render_with_its_token_and_hears_the_end_on_its_stream(
+    sqlite_url: str, prefix: str
+) -> None:
+    database = Database(sqlite_url)
+    worker = Worker(database, prefix).claim()
+    worker.stage(Stage.CHARGED, Stage.GENERATING)
+    delivered = Worker(database, prefix).claim()
+    delivered.complete()
+    token = mint_token(SECRET, worker.render_id)
+    with serving(make_settings(sqlite_url, prefix, sse_secret=SECRET)) as base:
+        cancel_url = f"{base}/renders/{worker.render_id}/cancel"
+        assert httpx.post(cancel_url).status_code == 401  # the same token as the render's other routes
+        assert httpx.post(f"{cancel_url}?token={mint_token(SECRET, 'render-other')}").status_code == 401
+
+        reply = httpx.post(cancel_url, headers={"Authorization": f"Bearer {token}"})
+
+        assert reply.status_code == 200
+        assert reply.json() == {
+            "renderId": worker.render_id,
+            "outcome": "cancelled",
+            "status": "cancelled",
+            "charged": False,
+        }
+        read = read_sse(f"{base}/renders/{worker.render_id}/events?token={token}")
+        assert read.ended and read.events[-1].event == "cancelled"
+        assert json.loads(read.events[-1].data)["status"] == "cancelled"
+        status = httpx.get(f"{base}/renders/{worker.render_id}?token={token}").json()
+        assert (status["status"], status["stage"]) == ("cancelled", "cancelled")
+        again = httpx.post(f"{cancel_url}?token={token}")
+        assert (again.status_code, again.json()["outcome"]) == (200, "already_cancelled")
+        late = httpx.post(
+            f"{base}/renders/{delivered.render_id}/cancel?token={mint_token(SECRET, delivered.render_id)}"
+        )
+        assert (late.status_code, late.json()["outcome"], late.json()["status"]) == (409, "too_late", "completed")
+    database.dispose()

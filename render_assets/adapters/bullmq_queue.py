@@ -184,6 +184,18 @@ class BullQueue:
 
         return self._run(add)
 
+    def promote(self, job_id: str) -> bool:
+        """A delayed job due now (a cancelled render's, so the next claim drops it); False when it
+        is not delayed (or gone)."""
+
+        async def promote(job: Job) -> bool:
+            if await job.getState() != "delayed":
+                return False
+            await job.promote()
+            return True
+
+        return bool(self._run(lambda: self._with_job(job_id, promote)))
+
     def state(self, job_id: str) -> str | None:
         async def state(job: Job) -> str:
             return str(await job.getState())

@@ -32,12 +32,25 @@ class RunLiveness:
 
 
 class Heartbeat:
-    """A daemon thread that calls `beat` every `interval_s` until stopped (or the process dies)."""
+    """A daemon thread that calls `beat` every `interval_s` until stopped (or the process dies).
 
-    def __init__(self, beat: Callable[[], None], interval_s: float) -> None:
+    `pause(interval_s)` is how it waits between beats (default: a sleep that `stop` cuts short);
+    a pause may act on what arrives meanwhile, as a wait for a cancel signal does. `wake` cuts
+    such a pause short when the heartbeat stops, so a run's end never waits out a pause."""
+
+    def __init__(
+        self,
+        beat: Callable[[], None],
+        interval_s: float,
+        *,
+        pause: Callable[[float], None] | None = None,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
         self._beat = beat
         self._interval_s = interval_s
         self._stopped = threading.Event()
+        self._pause = pause or self._stopped.wait
+        self._wake = wake
         self._thread = threading.Thread(target=self._loop, name="render-heartbeat", daemon=True)
 
     def start(self) -> Heartbeat:
@@ -47,11 +60,22 @@ class Heartbeat:
 
     def stop(self) -> None:
         self._stopped.set()
+        if self._wake is not None:
+            try:
+                self._wake()
+            except Exception:  # then the pause ends on its own clock
+                log.warning("heartbeat wake-up failed", exc_info=True)
         self._thread.join(timeout=self._interval_s + 5)
 
     def _loop(self) -> None:
-        while not self._stopped.wait(self._interval_s):
-            self._beat_once()
+        while not self._stopped.is_set():
+            try:
+                self._pause(self._interval_s)
+            except Exception:  # a Redis hiccup in the wait: beat on, on a plain clock
+                log.warning("heartbeat pause failed", exc_info=True)
+                self._stopped.wait(self._interval_s)
+            if not self._stopped.is_set():
+                self._beat_once()
 
     def _beat_once(self) -> None:
         try:

@@ -90,7 +90,7 @@ def _render_run(context: AssetExecutionContext, database: DatabaseResource) -> R
     except RenderFailed as error:
         raise _failure(error) from None
     if run.superseded:
-        raise _failure(RenderFailed("this attempt was already settled as failed; stopping", permanent=True))
+        raise _failure(RenderFailed(run.superseded, permanent=True))
     job = run.job
     label_run(
         context.instance,

@@ -42,8 +42,10 @@ class RenderStatus:
     FAILED = "failed"
     IN_REVIEW = "in_review"  # QA held the image for a person to approve or reject
     WAITING = "waiting"  # no image provider was available: back in BullMQ, delayed, no attempt spent
+    CANCELLED = "cancelled"  # its customer cancelled it (the web app, or the job removed from BullMQ)
 
     IN_FLIGHT = (CLAIMED, PROCESSING, RETRYING, WAITING)
+    ENDED = (COMPLETED, FAILED, CANCELLED)
 
 
 class Organization(Base):
@@ -93,8 +95,24 @@ class Render(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # While waiting for an image provider (status waiting): when its job is due in BullMQ again.
     waiting_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When a provider first returned its image (the provider has been paid from then on).
+    generated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A cancelled render: whether its charge stands (it was cancelled after its image was made).
+    cancel_charged: Mapped[bool | None] = mapped_column(Boolean)
     # The delivered version the row's result and URLs are (render_versions.version); None until delivered.
     current_version: Mapped[int | None] = mapped_column(Integer)
+
+
+class RenderCancellation(Base):
+    """A customer's request to cancel a render, kept even when it came before the job was claimed
+    (the claim then drops the job), and whether its objects were cleaned up."""
+
+    __tablename__ = "render_cancellations"
+
+    render_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))  # api | cli | bullmq (the job was removed)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    cleaned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class RenderVersion(Base):

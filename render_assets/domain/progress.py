@@ -22,6 +22,7 @@ class Stage(StrEnum):
 # ("failed" always means for good), and a render waiting in BullMQ for an image provider.
 RETRYING = "retrying"
 WAITING_FOR_PROVIDER = "waiting_for_provider"
+CANCELLED = "cancelled"  # its customer cancelled it: terminal, like completed and failed
 
 # The web app's UI keys its labels off these numbers (>=20, >=50, >=80), so keep them close.
 STAGE_PERCENT: dict[Stage, int] = {

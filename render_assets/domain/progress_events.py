@@ -2,9 +2,10 @@
 as a snapshot when the live stream cannot be replayed.
 
 Event names: `stage` (a new stage), `progress` (the percent moved within a stage), and the two
-terminal ones, `completed` (with the image URLs) and `failed` (a final failure, with the reason).
+terminal ones, `completed` (with the image URLs) and `failed` (a final failure, with the reason),
+and `cancelled` (its customer cancelled it).
 An attempt that failed while BullMQ will try again is a `stage` event with stage `retrying`: a
-client closes on `completed` and `failed` only, and either one ends the render for good.
+client closes on `completed`, `failed` and `cancelled` only, and each ends the render for good.
 
 Later, an operator's re-render that delivered a new version appends `rerendered` (the version
 number and the new result, in the shape of BullMQ's `completed`): it is terminal as well, for a
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from render_assets.domain.models import Render, RenderStatus
-from render_assets.domain.progress import RETRYING, Progress, Stage, progress_for
+from render_assets.domain.progress import CANCELLED, RETRYING, Progress, Stage, progress_for
 
 
 class EventKind(StrEnum):
@@ -29,10 +30,11 @@ class EventKind(StrEnum):
     PROGRESS = "progress"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
     RERENDERED = "rerendered"
 
 
-TERMINAL = frozenset({EventKind.COMPLETED, EventKind.FAILED, EventKind.RERENDERED})
+TERMINAL = frozenset({EventKind.COMPLETED, EventKind.FAILED, EventKind.CANCELLED, EventKind.RERENDERED})
 WITH_IMAGES = frozenset({EventKind.COMPLETED, EventKind.RERENDERED})  # events whose data carries image URLs
 QUEUED = "queued"  # the stage of a render that has no row yet (enqueued, not claimed)
 
@@ -103,6 +105,8 @@ def event_for(render_id: str, progress: Progress, *, before: RenderState | None)
     base = _base(render_id, progress.stage, progress.percent, progress.message, status)
     if progress.stage == Stage.COMPLETED and before is not None:
         return _completed(before, base)
+    if progress.stage == CANCELLED:
+        return ProgressEvent(EventKind.CANCELLED, {**base, "status": RenderStatus.CANCELLED})
     if progress.stage in (Stage.FAILED, RETRYING):
         if progress.stage == RETRYING or (before is not None and before.status == RenderStatus.RETRYING):
             return ProgressEvent(
@@ -112,6 +116,14 @@ def event_for(render_id: str, progress: Progress, *, before: RenderState | None)
         return ProgressEvent(EventKind.FAILED, {**base, "status": RenderStatus.FAILED, "reason": progress.message})
     same_stage = before is not None and before.stage == progress.stage
     return ProgressEvent(EventKind.PROGRESS if same_stage else EventKind.STAGE, base)
+
+
+def claimed_event(render_id: str) -> ProgressEvent:
+    """A claim recorded: the render's first event."""
+    claimed = progress_for(Stage.CLAIMED)
+    return ProgressEvent(
+        EventKind.STAGE, _base(render_id, claimed.stage, claimed.percent, claimed.message, RenderStatus.CLAIMED)
+    )
 
 
 def rerendered_event(render_id: str, version: int, result: dict[str, Any]) -> ProgressEvent:
@@ -141,6 +153,8 @@ def snapshot_event(render_id: str, state: RenderState | None) -> ProgressEvent:
         return _completed(state, {**base, "stage": Stage.COMPLETED.value})
     if state.status == RenderStatus.FAILED:
         return ProgressEvent(EventKind.FAILED, {**base, "stage": Stage.FAILED.value, "reason": state.error})
+    if state.status == RenderStatus.CANCELLED:
+        return ProgressEvent(EventKind.CANCELLED, {**base, "stage": CANCELLED})
     if state.status == RenderStatus.RETRYING:
         return ProgressEvent(EventKind.STAGE, {**base, "stage": RETRYING, "reason": state.error})
     return ProgressEvent(EventKind.STAGE, base)

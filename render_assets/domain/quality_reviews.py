@@ -17,7 +17,7 @@ from render_assets.domain.progress import Stage, progress_for
 from render_assets.domain.qa import QaVerdict
 
 IN_REVIEW = RenderStatus.IN_REVIEW  # renders.status of a customer's render held for review
-PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
+PENDING, APPROVED, REJECTED, CANCELLED = "pending", "approved", "rejected", "cancelled"
 STATUSES = (PENDING, APPROVED, REJECTED)
 HELD_MESSAGE = "Held for manual quality review"
 MAX_NOTE_CHARS = 500
@@ -123,4 +123,13 @@ def reopen(session: Session, review_id: int) -> None:
         update(QualityReview)
         .where(QualityReview.id == review_id, QualityReview.status == APPROVED)
         .values(status=PENDING, decided_at=None, decided_by=None, note=None)
+    )
+
+
+def cancel_pending(session: Session, render_id: str) -> None:
+    """Its customer cancelled the render: a review still pending has nothing left to decide."""
+    session.execute(
+        update(QualityReview)
+        .where(QualityReview.render_id == render_id, QualityReview.status == PENDING)
+        .values(status=CANCELLED, decided_at=utcnow(), decided_by="customer", note="render cancelled")
     )

@@ -11,18 +11,21 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from render_assets.domain import render_versions
+from render_assets.domain import cancellations, render_versions
 from render_assets.domain.models import Render, RenderStatus, utcnow
 from render_assets.domain.payload import RenderJob
 from render_assets.domain.pricing import render_cost
-from render_assets.domain.progress import RETRYING, Progress, Stage, progress_for
+from render_assets.domain.progress import CANCELLED, RETRYING, Progress, Stage, progress_for
 from render_assets.domain.render_versions import DeliveredVersion, VersionFacts
+
+CANCELLED_MESSAGE = "Render cancelled"
 
 
 class ClaimVerdict(StrEnum):
     RUN = "run"  # start (or restart) a run for this claim
     ALREADY_DELIVERED = "already_delivered"  # complete the job with the stored result
     REFUSED = "refused"  # fail the job: the render id is taken by another job or already failed
+    CANCELLED = "cancelled"  # fail the job: its customer cancelled the render (reason "cancelled")
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,18 @@ def require(session: Session, render_id: str) -> Render:
 def record_claim(session: Session, job: RenderJob, claim: BullClaim) -> ClaimDecision:
     """Record that a BullMQ job for this render is ours now, unless the render id is spoken for."""
     render = session.execute(select(Render).where(Render.id == job.renderId).with_for_update()).scalar_one_or_none()
+    if render is None and cancellations.requested(session, job.renderId):
+        # Cancelled before its job was claimed: the row says so, and the job is dropped.
+        session.add(_row(job, claim, status=RenderStatus.CANCELLED))
+        return ClaimDecision(ClaimVerdict.CANCELLED, reason=CANCELLED)
     if render is not None:
         if render.status == RenderStatus.COMPLETED:
             return ClaimDecision(ClaimVerdict.ALREADY_DELIVERED, result=render.result)
+        if render.status == RenderStatus.CANCELLED:
+            if render.bull_job_id == claim.job_id:  # BullMQ redelivered it before hearing of the cancel
+                return ClaimDecision(ClaimVerdict.CANCELLED, reason=CANCELLED)
+            reason = f"render {job.renderId} was cancelled; enqueue it under a new renderId to render it"
+            return ClaimDecision(ClaimVerdict.REFUSED, reason=reason)
         if render.status == RenderStatus.FAILED and render.bull_job_id == claim.job_id:
             # BullMQ redelivered a job we had already failed for good (it missed the news).
             return ClaimDecision(ClaimVerdict.REFUSED, reason=render.error or "render failed")
@@ -69,7 +81,7 @@ def record_claim(session: Session, job: RenderJob, claim: BullClaim) -> ClaimDec
                 reason = f"render {job.renderId} is already being processed by job {render.bull_job_id}"
             return ClaimDecision(ClaimVerdict.REFUSED, reason=reason)
     else:
-        render = Render(id=job.renderId, created_at=utcnow())
+        render = _row(job, claim, status=RenderStatus.CLAIMED)
         session.add(render)
     claimed = progress_for(Stage.CLAIMED)
     render.organization_id = job.organizationId
@@ -99,6 +111,46 @@ def payloads(session: Session, render_ids: list[str]) -> dict[str, dict[str, Any
     return {render_id: payload for render_id, payload in rows}
 
 
+def _row(job: RenderJob, claim: BullClaim, *, status: str) -> Render:
+    """A new row for a render's first claim."""
+    stage = progress_for(Stage.CLAIMED) if status != RenderStatus.CANCELLED else None
+    return Render(
+        id=job.renderId,
+        organization_id=job.organizationId,
+        project_id=job.projectId,
+        user_id=job.userId,
+        payload=job.model_dump(mode="json"),
+        credit_cost=render_cost(job.settings),
+        status=status,
+        stage=stage.stage if stage else CANCELLED,
+        progress=stage.percent if stage else 0,
+        message=stage.message if stage else CANCELLED_MESSAGE,
+        bull_job_id=claim.job_id,
+        claim_attempt=claim.attempt,
+        max_attempts=claim.max_attempts,
+        claimed_by=claim.deployment,
+        created_at=utcnow(),
+        completed_at=utcnow() if status == RenderStatus.CANCELLED else None,
+    )
+
+
+def mark_generated(session: Session, render_id: str) -> None:
+    """A provider returned the render's image (so it was paid): the first time is kept."""
+    render = require(session, render_id)
+    render.generated_at = render.generated_at or utcnow()
+
+
+def mark_cancelled(session: Session, render: Render, *, charged: bool) -> None:
+    """Its customer cancelled the render (`render` locked by the caller); `charged`: the charge
+    stands (the image was made before the cancel)."""
+    render.status = RenderStatus.CANCELLED
+    render.stage, render.message = CANCELLED, CANCELLED_MESSAGE
+    render.error = CANCELLED
+    render.cancel_charged = charged
+    render.waiting_until = None
+    render.completed_at = utcnow()
+
+
 def claimed_by(deployment: str) -> ColumnElement[bool]:
     """Claims the deployment made, and those made before claims named their deployment."""
     return or_(Render.claimed_by == deployment, Render.claimed_by.is_(None))
@@ -121,7 +173,7 @@ def count_in_progress(session: Session) -> int:
 
 def unannounced(session: Session) -> list[Render]:
     """Renders whose attempt ended but whose BullMQ job has not been told yet (it still holds our claim)."""
-    statuses = (RenderStatus.COMPLETED, RenderStatus.FAILED, RenderStatus.RETRYING)
+    statuses = (RenderStatus.COMPLETED, RenderStatus.FAILED, RenderStatus.RETRYING, RenderStatus.CANCELLED)
     return list(
         session.execute(select(Render).where(Render.status.in_(statuses), Render.claim_token.is_not(None))).scalars()
     )

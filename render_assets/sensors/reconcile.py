@@ -14,8 +14,9 @@ from dagster import (
 
 from render_assets import config
 from render_assets.jobs import render_job
-from render_assets.resources import DatabaseResource, RenderQueueResource
+from render_assets.resources import BlobStorageResource, DatabaseResource, RenderQueueResource
 from render_assets.sensors.deployment import deployment_id
+from render_assets.services import cancellation
 from render_assets.services.failure_reports import StepFailure, report_failure
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.reconciliation import ReconcilePolicy, RunInfo, RunPhase, reconcile
@@ -62,7 +63,10 @@ def _at(timestamp: float) -> datetime:
     default_status=DefaultSensorStatus.RUNNING,
 )
 def reconcile_sensor(
-    context: SensorEvaluationContext, database: DatabaseResource, queue: RenderQueueResource
+    context: SensorEvaluationContext,
+    database: DatabaseResource,
+    queue: RenderQueueResource,
+    storage: BlobStorageResource,
 ) -> SkipReason:
     """Finds renders that no failure hook settled (killed run workers, lost claims, crashes between
     the ledger and BullMQ) and settles them: refunded once when final, or back to BullMQ while
@@ -96,4 +100,7 @@ def reconcile_sensor(
                 reason=lost.reason,
             ),
         )
+    removed = cancellation.clean_up(db, storage.get())  # what cancelled renders had stored
+    if removed:
+        context.log.info(f"removed {len(removed)} object(s) of cancelled renders")
     return SkipReason(f"settled {len(acted)} render(s); {len(outcome.dead_runs)} dead run(s) marked failed")

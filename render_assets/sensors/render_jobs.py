@@ -21,8 +21,10 @@ from render_assets.jobs import render_job
 from render_assets.partitions import render_partitions
 from render_assets.resources import DatabaseResource, ProvidersResource, RenderQueueResource
 from render_assets.run_identity import BULL_JOB_TAG, RUN_KEY_TAG, RunIdentity, RunKind
+from render_assets.sensors.cancelled_runs import stop_cancelled_runs
 from render_assets.sensors.deployment import deployment_id
 from render_assets.services import claims
+from render_assets.services.progress import ProgressPublisher
 
 IN_PROGRESS = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
@@ -82,12 +84,21 @@ def render_job_sensor(
     the backlog, and requests one run per claim (claims left over by a failed tick first). Each
     render's prompt rules are observed before its run starts, so its lineage has a start."""
     db, deployment, bull = database.get(), deployment_id(context.instance), queue.get()
+    for run_id in stop_cancelled_runs(context.instance, db):
+        context.log.info(f"stopped run {run_id}: its render was cancelled")
     claims.hold_pending_claims(db, bull, deployment)
     leftover = [run for run in claims.pending_runs(db, deployment) if not run_exists(context.instance, run.run_key)]
     free = run_slots(context.instance) - busy_runs(context.instance) - len(leftover)
     availability = providers.availability()
     wanted = claims.claims_while(availability, free, renders_starting=claims.starting(db))
-    outcome = claims.claim_jobs(db, bull, wanted, deployment=deployment, source_hosts=providers.source_hosts())
+    outcome = claims.claim_jobs(
+        db,
+        bull,
+        wanted,
+        deployment=deployment,
+        source_hosts=providers.source_hosts(),
+        progress=ProgressPublisher(db, bull, queue.events()),
+    )
     runs = leftover + outcome.runs
     for job_id, reason in outcome.rejected.items():
         context.log.warning(f"BullMQ job {job_id} rejected: {reason}")

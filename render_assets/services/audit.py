@@ -2,7 +2,8 @@
 
 Per render: at most one charge and at most one refund; a refund only of a charge, for the same
 amount; and the net charge equals the cost if and only if a customer's job delivered the render
-(an operator's re-render delivers for free). Renders still in flight are checked once settled.
+(an operator's re-render delivers for free); a cancelled render keeps its charge only when its
+image had been made. Renders still in flight are checked once settled.
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ def _problem(render: Render | None, moves: list[CreditTransaction]) -> str | Non
         return "ledger entries for an unknown render" if moves else None
     if render.status in (*RenderStatus.IN_FLIGHT, RenderStatus.IN_REVIEW):
         return None  # not settled yet: the reconciler or a reviewer sees to it
+    if render.status == RenderStatus.CANCELLED:
+        # Cancelled after its image was made: the provider was paid, so the charge stands
+        # (unless the deployment refunds those too); before: refunded in full.
+        expected = render.credit_cost if render.cancel_charged else 0
+        if net != expected:
+            return f"cancelled ({'charge stands' if render.cancel_charged else 'refunded'}) but charged {net}"
+        return None
     delivered = render.status == RenderStatus.COMPLETED and render.delivered_via == "bullmq"
     if delivered and net != render.credit_cost:
         return f"delivered to the customer but charged {net} instead of {render.credit_cost}"

@@ -16,9 +16,11 @@ from render_assets.adapters.bullmq_queue import JOB_NAME, BullQueue, ClaimedJob,
 from render_assets.domain import renders
 from render_assets.domain.database import Database
 from render_assets.domain.payload import InvalidJob, RenderJob, parse_job
+from render_assets.domain.progress import CANCELLED, Progress
 from render_assets.domain.renders import BullClaim, ClaimVerdict
 from render_assets.domain.url_policy import HostAllowlist, job_url_problems
 from render_assets.providers.circuit_breaker import RouteAvailability
+from render_assets.services.progress import ProgressPublisher
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +99,16 @@ def claim_jobs(
     *,
     deployment: str,
     source_hosts: HostAllowlist | None = None,
+    progress: ProgressPublisher | None = None,
 ) -> TickOutcome:
     """`deployment`: who claims (recorded on each claim). `source_hosts`: when source photos are
     fetched, a job whose image URLs the allowlist refuses is rejected here, before anything is
-    charged."""
+    charged. `progress`: publishes each claim (`claimed`, 5) as soon as it is recorded."""
     outcome = TickOutcome()
     for claimed in queue.claim(max_jobs):
         ref = JobRef(claimed.job_id, claimed.token)
         try:
-            _admit(database, queue, claimed, ref, outcome, deployment, source_hosts)
+            _admit(database, queue, claimed, ref, outcome, deployment, source_hosts, progress)
         except Exception:
             # Could not record the claim (database down?): give the job back without spending
             # an attempt. If even that fails, the lock expires and BullMQ returns the job.
@@ -126,6 +129,7 @@ def _admit(
     outcome: TickOutcome,
     deployment: str,
     source_hosts: HostAllowlist | None = None,
+    progress: ProgressPublisher | None = None,
 ) -> None:
     if claimed.name != JOB_NAME:
         _reject(queue, ref, outcome, f"unknown job name (this worker handles {JOB_NAME!r} jobs only)")
@@ -152,8 +156,15 @@ def _admit(
         decision = renders.record_claim(session, job, claim)
     if decision.verdict is ClaimVerdict.RUN:
         outcome.runs.append(RunToStart(render_id=job.renderId, run_key=run_key, bull_job_id=claimed.job_id, job=job))
+        if progress is not None:  # "picked up" reaches the web app before the run starts
+            progress.claimed(job.renderId, ref)
     elif decision.verdict is ClaimVerdict.ALREADY_DELIVERED:
         queue.complete(ref, decision.result or {})
+    elif decision.verdict is ClaimVerdict.CANCELLED:
+        # Cancelled before its claim (or BullMQ redelivered a job we cancelled): dropped, no run.
+        if progress is not None:
+            progress.send(job.renderId, None, Progress(0, CANCELLED, renders.CANCELLED_MESSAGE))
+        _reject(queue, ref, outcome, decision.reason)
     else:
         _reject(queue, ref, outcome, decision.reason)
 

@@ -118,7 +118,7 @@ def store_variants(storage: BlobStore, job: RenderJob, image: Image.Image, promp
         # Leaving the pool waited for every thread, so no upload can land after a cleanup.
         stored = {result.variant: result for result in (future.result() for future in futures)}
     except BaseException:
-        _remove_quietly(storage, created)
+        remove_quietly(storage, created)
         raise
     return StoredVariants(
         master=stored[Variant.MASTER],
@@ -194,7 +194,7 @@ def deliver(
                 webhooks.enqueue_rerendered(session, run.render_id, version.version, result)
     except BaseException as error:
         # Not delivered, so nothing may point at the new objects: none of them may stay public.
-        _remove_quietly(storage, variants.created_keys())
+        remove_quietly(storage, variants.created_keys())
         if isinstance(error, renders.StaleClaim):  # a newer claim owns the render: stop, don't retry
             raise RenderFailed(str(error), permanent=True) from None
         raise
@@ -222,7 +222,7 @@ def remove_objects(storage: BlobStore, render: Render, run_key: str | None = Non
         return []
     keys = storage.keys_under(render_folder(render.organization_id, render.project_id, render.id))
     ours = {variant.value for variant in VARIANTS}
-    return _remove_quietly(storage, [key for key in keys if variant_of(key) in ours])
+    return remove_quietly(storage, [key for key in keys if variant_of(key) in ours])
 
 
 def _storage_problem(error: Exception) -> str:
@@ -232,7 +232,7 @@ def _storage_problem(error: Exception) -> str:
     return f"{type(error).__name__}, last HTTP {status}" if isinstance(status, int) else type(error).__name__
 
 
-def _remove_quietly(storage: BlobStore, keys: Iterable[str]) -> list[str]:
+def remove_quietly(storage: BlobStore, keys: Iterable[str]) -> list[str]:
     removed = []
     for key in keys:
         try:

@@ -80,8 +80,8 @@ def report_failure(database: Database, failure: StepFailure) -> FailedAttempt | 
     operator = failure.run_key is None  # an operator's re-render: recorded, never final for the render
     with database.session() as session:
         row = renders.get(session, failure.render_id)
-        if row is None:
-            return None
+        if row is None or row.status == RenderStatus.CANCELLED:
+            return None  # a cancelled render's interrupted step is no failure
         if not operator and (row.status == RenderStatus.COMPLETED or row.run_key != failure.run_key):
             return None
         sensitive = payload_sensitive_strings(row.payload)

@@ -6,6 +6,7 @@ redesign it; a photo the policy refuses fails the render before any provider is 
 from __future__ import annotations
 
 from render_assets.adapters.remote_images import RemoteImageFetcher, SourceImageUnavailable
+from render_assets.domain import renders
 from render_assets.domain.payload import RenderJob
 from render_assets.domain.progress import Stage
 from render_assets.domain.prompt import BuiltPrompt, scene_elements
@@ -54,6 +55,9 @@ def generate(
         if error.outage is not None:
             raise ProvidersUnavailable(error.reason, error.outage, retry_step=error.retry_step) from None
         raise RenderFailed(error.reason, permanent=error.permanent, retry_step=error.retry_step) from None
+    if not run.is_operator_run:  # the provider made (and billed) an image: a cancel now is charged
+        with progress.database.session() as session:
+            renders.mark_generated(session, run.render_id)
     if generated.image.size != (width, height):
         # Every provider should fit its own output; this keeps the size promise for any that does not.
         fitted = fit_exact(generated.image, width, height)

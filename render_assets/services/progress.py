@@ -11,7 +11,7 @@ from render_assets.adapters.event_stream import EventStream
 from render_assets.domain import renders
 from render_assets.domain.database import Database
 from render_assets.domain.progress import Progress, Stage, progress_for
-from render_assets.domain.progress_events import event_for, render_state, rerendered_event
+from render_assets.domain.progress_events import claimed_event, event_for, render_state, rerendered_event
 from render_assets.services.run_context import RenderRun
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,17 @@ class ProgressPublisher:
                 # A Redis blip must not fail the render: the heartbeat renews the lock, and the
                 # next stage (or settlement) tells BullMQ where the render stands.
                 log.warning("could not report progress of render %s to BullMQ", render_id, exc_info=True)
+
+    def claimed(self, render_id: str, bull: JobRef) -> None:
+        """The claim just recorded (the row says `claimed` already): BullMQ and the stream hear of it
+        before the run starts. Best effort, like every publish: the claim stands either way."""
+        claimed = progress_for(Stage.CLAIMED)
+        try:
+            if self.events is not None:
+                self.events.append(render_id, claimed_event(render_id))
+            self.queue.report_progress(bull, claimed.as_dict())
+        except Exception:
+            log.warning("could not publish the claim of render %s", render_id, exc_info=True)
 
     def rerendered(self, render_id: str, version: int, result: dict[str, Any]) -> None:
         """Tell browsers about a new version of a delivered render: an event on its stream only

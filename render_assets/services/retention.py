@@ -16,7 +16,7 @@ from sqlalchemy import select
 from render_assets.domain.database import Database
 from render_assets.domain.models import Render, RenderStatus
 
-SETTLED = (RenderStatus.COMPLETED, RenderStatus.FAILED)
+SETTLED = RenderStatus.ENDED
 LOOKUP_CHUNK = 1_000  # keys per IN (...) query: well under every database's parameter limit
 
 

@@ -26,9 +26,10 @@ class RenderRun:
     render_id: str
     job: RenderJob
     bull: JobRef | None  # the claim a customer run reports to; None for an operator run or a stale one
-    # The run's own attempt was settled as failed by someone else (the reconciler took a stalled
-    # heartbeat for a dead run): the run must stop rather than deliver what is no longer its to.
-    superseded: bool = False
+    # Why the run must stop rather than deliver what is no longer its to: its attempt was settled
+    # by someone else (the reconciler took a stalled heartbeat for a dead run), a newer claim owns
+    # the render, or its customer cancelled it. None: the run goes on.
+    superseded: str | None = None
     operator: bool = False  # an operator's re-render: no charge, no BullMQ, no progress on the row
 
     @property
@@ -56,6 +57,8 @@ def operator_refusal(session: Session, render: Render) -> str | None:
             f"render {render.id} is {render.status} for its customer's job; "
             "an operator re-render waits until that job has ended"
         )
+    if render.status == RenderStatus.CANCELLED:
+        return f"render {render.id} was cancelled by its customer: there is nothing to re-render"
     if render.status != RenderStatus.COMPLETED and not ledger.is_charged(session, render.id):
         why = f" ({render.error})" if render.error else ""
         return f"render {render.id} was never admitted{why}: there is nothing to re-render"
@@ -75,8 +78,9 @@ def load_run(database: Database, render_id: str, claim_run_key: str | None, *, o
                 raise RenderFailed(refusal, permanent=True)
             return RenderRun(render_id=render_id, job=job, bull=None, operator=True)
         bull = current_claim(row, claim_run_key)
-        # A newer claim owns the render (BullMQ redelivered a stalled job), or this attempt was
-        # settled as failed meanwhile: either way this run's work is no longer wanted.
-        settled = row.status in (RenderStatus.RETRYING, RenderStatus.FAILED)
-        superseded = claim_run_key != row.run_key or settled
+        superseded = None
+        if row.status == RenderStatus.CANCELLED:
+            superseded = f"render {render_id} was cancelled by its customer; stopping"
+        elif claim_run_key != row.run_key or row.status in (RenderStatus.RETRYING, RenderStatus.FAILED):
+            superseded = "this attempt was already settled, or a newer claim owns the render; stopping"
     return RenderRun(render_id=render_id, job=job, bull=bull, superseded=superseded)

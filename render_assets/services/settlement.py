@@ -16,7 +16,7 @@ from render_assets.adapters.bullmq_queue import BullQueue, JobRef
 from render_assets.domain import ledger, renders
 from render_assets.domain.database import Database
 from render_assets.domain.models import RenderStatus
-from render_assets.domain.progress import RETRYING, Progress, Stage
+from render_assets.domain.progress import CANCELLED, RETRYING, Progress, Stage
 from render_assets.services.progress import ProgressPublisher
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,20 @@ class AttemptFailure:
 
 
 @dataclass(frozen=True)
+class Cancel:
+    """Its customer cancelled the render. The one credit rule: cancelled before a provider returned
+    its image, it is refunded in full; after (the provider was paid), the charge stands, unless
+    `refund_after_generation` (RENDER_CANCEL_REFUND_AFTER_GENERATION)."""
+
+    refund_after_generation: bool = False
+
+
+@dataclass(frozen=True)
 class Settlement:
     render_id: str
     status: str | None  # the render's status after settling; None for an unknown render
     recorded_failure: bool = False
+    cancelled: bool = False  # this call cancelled the render
     refunded: int = 0  # credits given back by this call
     bullmq: str | None = None  # what BullMQ was told by this call: completed, failed or retrying
 
@@ -62,11 +72,18 @@ def settle(
     render_id: str,
     *,
     failure: AttemptFailure | None = None,
+    cancel: Cancel | None = None,
 ) -> Settlement:
+    """`failure`: an attempt ended in failure; `cancel`: its customer cancelled the render (an
+    ended render stays as it ended: a delivered one is delivered and charged)."""
     with database.session() as session:
         render = renders.lock(session, render_id)
         if render is None:
             return Settlement(render_id, None)
+        cancelled = cancel is not None and render.status in (*RenderStatus.IN_FLIGHT, RenderStatus.IN_REVIEW)
+        if cancelled and cancel is not None:
+            keep = render.generated_at is not None and not cancel.refund_after_generation
+            renders.mark_cancelled(session, render, charged=keep)
         recorded = (
             failure is not None
             and failure.run_key is not None
@@ -77,9 +94,12 @@ def settle(
             final = failure.permanent or renders.is_last_attempt(render)
             renders.mark_failed(session, render_id, reason=short_reason(failure.reason), final=final)
         status = render.status
+        refunded_for_good = status == RenderStatus.FAILED or (
+            status == RenderStatus.CANCELLED and not render.cancel_charged
+        )
         refund = (
             ledger.refund(session, render_id=render_id, reason=render.error or "render failed")
-            if (status == RenderStatus.FAILED)
+            if refunded_for_good
             else None
         )
         if status == RenderStatus.COMPLETED and render.delivered_via == "bullmq":
@@ -89,6 +109,8 @@ def settle(
     refunded = refund.amount if refund is not None and refund.created else 0
     if recorded:
         progress.send(render_id, None, Progress(percent=percent, stage=_failure_stage(status), message=error))
+    if cancelled:
+        progress.send(render_id, None, Progress(percent=percent, stage=CANCELLED, message=renders.CANCELLED_MESSAGE))
     told = None
     if announcement:
         try:
@@ -96,9 +118,9 @@ def settle(
         except Exception:
             # Redis unreachable: the row keeps the claim, and the reconciler tells BullMQ later.
             log.warning("could not tell BullMQ about render %s yet", render_id, exc_info=True)
-    if recorded or refunded or told:
+    if recorded or cancelled or refunded or told:
         log.info("settled render %s: %s, refunded %s, BullMQ %s", render_id, status, refunded, told)
-    return Settlement(render_id, status, recorded_failure=recorded, refunded=refunded, bullmq=told)
+    return Settlement(render_id, status, recorded_failure=recorded, cancelled=cancelled, refunded=refunded, bullmq=told)
 
 
 def _failure_stage(status: str | None) -> str:
@@ -108,7 +130,7 @@ def _failure_stage(status: str | None) -> str:
 
 def _announcement(render: Any) -> _Announcement | None:
     """What BullMQ still has to hear about an attempt that has ended, if anything."""
-    ended = (RenderStatus.COMPLETED, RenderStatus.FAILED, RenderStatus.RETRYING)
+    ended = (RenderStatus.COMPLETED, RenderStatus.FAILED, RenderStatus.RETRYING, RenderStatus.CANCELLED)
     if render.status not in ended or not render.claim_token or not render.bull_job_id:
         return None
     return _Announcement(
@@ -126,6 +148,11 @@ def _tell_bullmq(
     if announcement.status == RenderStatus.COMPLETED:
         queue.complete(ref, announcement.result or {})
         told = "completed"
+    elif announcement.status == RenderStatus.CANCELLED:
+        # The job may be gone (the web app removed it): then there is nobody left to tell.
+        if queue.state(ref.job_id) == "active":
+            queue.report_progress(ref, Progress(percent, CANCELLED, renders.CANCELLED_MESSAGE).as_dict())
+        told = "cancelled" if queue.fail(ref, CANCELLED, retryable=False) else "gone"
     else:
         stage = _failure_stage(announcement.status)
         queue.report_progress(ref, Progress(percent, stage, announcement.reason).as_dict())

@@ -71,7 +71,7 @@ def _outcomes(session: Session, since: datetime, until: datetime) -> dict[str, i
             session.execute(
                 select(Render.status, func.count())
                 .where(Render.completed_at >= since, Render.completed_at <= until)
-                .where(Render.status.in_([RenderStatus.COMPLETED, RenderStatus.FAILED]))
+                .where(Render.status.in_(RenderStatus.ENDED))
                 .group_by(Render.status)
             ).all()
         )
@@ -92,6 +92,7 @@ def _outcomes(session: Session, since: datetime, until: datetime) -> dict[str, i
     return {
         "completed": finished[RenderStatus.COMPLETED],
         "failed": finished[RenderStatus.FAILED],
+        "cancelled": finished[RenderStatus.CANCELLED],
         "retrying": active[RenderStatus.RETRYING],
         "in_flight": active[RenderStatus.CLAIMED] + active[RenderStatus.PROCESSING],
         # Now, whatever the window: renders back in BullMQ until a provider may be tried again.

@@ -5,6 +5,7 @@ GET  /examples[/NAME]       the example designs the demo page offers
 POST /renders               validate a job and enqueue it on BullMQ, as the web app does
 GET  /renders/ID            the render's status (the renders row)
 GET  /renders/ID/events     server-sent events of the render's progress
+POST /renders/ID/cancel     cancel the render (refunded unless its image was already made)
 GET  /healthz, /metrics     Redis and database reachable; Prometheus text
 GET  /files/…               local storage (file://), where delivered images are
 """
@@ -37,13 +38,17 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from render_assets.adapters.bullmq_queue import BullQueue
-from render_assets.adapters.event_stream import StreamKeys
+from render_assets.adapters.cancel_signals import CancelSignals
+from render_assets.adapters.event_stream import EventStream, StreamKeys
 from render_assets.adapters.event_stream_reader import EventStreamReader, StreamWatch
 from render_assets.domain.database import Database
 from render_assets.domain.object_keys import SAFE_ID
 from render_assets.domain.payload import MAX_PAYLOAD_BYTES, InvalidJob, parse_job
 from render_assets.domain.progress_events import RenderState, render_state
 from render_assets.domain.queue_contract import job_options
+from render_assets.services import cancellation
+from render_assets.services.cancellation import TOO_LATE, CancelOutcome
+from render_assets.services.progress import ProgressPublisher
 from render_assets.web import metrics
 from render_assets.web.auth import may_access
 from render_assets.web.examples import Examples
@@ -82,6 +87,20 @@ class Runtime:
 
     async def in_database_thread(self, function: Callable[[Database], T]) -> T:
         return await anyio.to_thread.run_sync(function, self.database, limiter=self.database_threads)
+
+    def cancel(self, render_id: str) -> CancelOutcome:
+        """Cancel a render (blocking: call it in a thread)."""
+        settings = self.settings
+        events = EventStream(settings.redis_url, prefix=settings.events_prefix)
+        return cancellation.cancel(
+            self.database,
+            self.queue,
+            ProgressPublisher(self.database, self.queue, events),
+            CancelSignals(settings.redis_url),
+            render_id,
+            source="api",
+            refund_after_generation=settings.cancel_refund_after_generation,
+        )
 
 
 def _read_state(database: Database, render_id: str) -> RenderState | None:
@@ -156,6 +175,17 @@ async def render_status(request: Request) -> Response:
         "result": state.result,
     }
     return JSONResponse(runtime.urls.rewrite(status), headers={"Cache-Control": "no-store"})
+
+
+async def cancel_render(request: Request) -> Response:
+    """Cancel a render (the same per-render token as its status); 200 with the outcome, or 409
+    when it had ended already (delivered, and charged, or failed)."""
+    runtime = _runtime(request)
+    render_id = _render_id(request, runtime)
+    if isinstance(render_id, Response):
+        return render_id
+    outcome = await anyio.to_thread.run_sync(runtime.cancel, render_id)
+    return JSONResponse(outcome.as_dict(), status_code=409 if outcome.outcome == TOO_LATE else 200)
 
 
 async def _body(request: Request, limit: int) -> bytes | None:
@@ -273,6 +303,7 @@ def create_app(settings: WebSettings) -> Starlette:
         Route("/renders", create_render, methods=["POST"]),
         Route("/renders/{render_id}", render_status),
         Route("/renders/{render_id}/events", render_events),
+        Route("/renders/{render_id}/cancel", cancel_render, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/metrics", prometheus_metrics),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),

@@ -22,6 +22,8 @@ class WebSettings:
     cors_origins: tuple[str, ...] = ()
     # How long the stream watcher blocks in XREAD before it looks for newly watched renders.
     watch_block_ms: int = 500
+    # A render cancelled after its image was made is refunded too (RENDER_CANCEL_REFUND_AFTER_GENERATION).
+    cancel_refund_after_generation: bool = False
 
     def __post_init__(self) -> None:
         if not self.keepalive_s > 0:

@@ -111,7 +111,7 @@ class EventFeed:
     async def _ended_in_database(self, render_id: str, cursor: str) -> ServerSentEvent | None:
         """The row's outcome, when the render ended but its terminal event is not in the stream."""
         state = await self.load_state(render_id)
-        if state is None or state.status not in (RenderStatus.COMPLETED, RenderStatus.FAILED):
+        if state is None or state.status not in RenderStatus.ENDED:
             return None
         for entry in await self._read(render_id, cursor):
             if entry.event in TERMINAL:
