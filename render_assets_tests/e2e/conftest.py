@@ -337,6 +337,16 @@ def render_stack(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) ->
         yield stack
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A session that will run the Docker deployment's tests starts building the image now."""
+    if session.config.option.collectonly:
+        return
+    if any(item.path.name == "test_docker_deployment.py" for item in session.items):
+        from render_assets_tests.e2e.docker_stack import IMAGE_BUILD
+
+        IMAGE_BUILD.start()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome: Any = yield

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -40,20 +41,46 @@ def docker(*args: str, timeout_s: float = 120) -> str:
     return done.stdout.strip()
 
 
+class ImageBuild:
+    """`make image` for this checkout, in the background: started as soon as the session knows a
+    Docker test will run, so the minutes of a cold build overlap the tests that come before it."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._output: IO[bytes] | None = None
+        self._started = 0.0
+
+    def start(self) -> None:
+        if self._process is not None:
+            return
+        # A file, not a pipe nobody reads while it builds; it lives as long as the session.
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115
+        self._started = time.monotonic()
+        self._process = subprocess.Popen(
+            ["make", "--no-print-directory", "image", f"IMAGE={IMAGE}"],
+            cwd=PROJECT_ROOT,
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait(self) -> float:
+        """Wait for the build (starting it if need be); returns the seconds it took."""
+        self.start()
+        assert self._process is not None and self._output is not None
+        returncode = self._process.wait(timeout=1800)
+        took = time.monotonic() - self._started
+        if returncode != 0:
+            self._output.seek(0)
+            raise RuntimeError(f"make image failed ({returncode}):\n{self._output.read().decode(errors='replace')}")
+        return took
+
+
+IMAGE_BUILD = ImageBuild()
+
+
 def build_image() -> float:
-    """`make image` for this checkout; returns the seconds it took (cached layers make it short)."""
-    started = time.monotonic()
-    done = subprocess.run(
-        ["make", "--no-print-directory", "image", f"IMAGE={IMAGE}"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"make image failed:\n{done.stdout}\n{done.stderr}")
-    return time.monotonic() - started
+    """The image, built (cached layers make a rebuild short); returns the seconds the build took."""
+    return IMAGE_BUILD.wait()
 
 
 @dataclass

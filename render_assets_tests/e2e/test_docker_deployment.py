@@ -40,7 +40,7 @@ SETTINGS = {"LOCAL_PROVIDER_LATENCY_S": "8", "RENDER_RECONCILE_INTERVAL_S": "5",
 @pytest.fixture(scope="module")
 def docker_stack(tmp_path_factory: pytest.TempPathFactory, gcs_emulator: str) -> Iterator[DockerStack]:
     built_s = build_image()
-    print(f"\n[docker] make image: {built_s:.1f}s")
+    print(f"\n[docker] make image (in the background since the session began): {built_s:.1f}s")
     prefix = f"e2e-docker-{uuid.uuid4().hex[:8]}"
     with (
         scratch_database(POSTGRES_ADMIN_URL, "render_assets_e2e") as database_url,
