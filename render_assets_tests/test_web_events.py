@@ -241,7 +241,29 @@ def test_the_row_ends_a_stream_that_missed_its_terminal_event(server: str, db: D
     assert [event.event for event in read.events] == ["stage", "stage", "completed"]
     assert json.loads(read.events[-1].data)["imageUrl"] == "https://cdn/i.png"
     assert read.events[-1].id == read.events[-2].id  # resumable: the position in the stream
-    assert time.monotonic() - started < 5  # after one idle period (1 s here), not never
+    assert time.monotonic() - started < 5  # after two idle periods (1 s each here), not never
+
+
+def test_a_terminal_event_written_just_after_the_row_reaches_a_waiting_client(
+    server: str, db: Database, prefix: str
+) -> None:
+    worker = Worker(db, prefix).claim()
+    with httpx.stream("GET", events_url(server, worker.render_id), timeout=30) as response:
+        lines = response.iter_lines()
+        wait_for_a_client(server)
+        worker.stage(Stage.CHARGED, Stage.UPLOADED)
+        with db.session() as session:  # the row says completed a whole idle period before the event
+            renders.mark_completed(
+                session, worker.render_id, result={}, image_url="https://cdn/i.png", thumbnail_url="t", prompt_hash="0"
+            )
+        time.sleep(1.2)
+        worker.publisher.publish(worker.render_id, None, Stage.COMPLETED)
+        read = SseRead()
+        parse_sse_lines(lines, read)
+
+    # The stream's own events, in order, not the row's outcome in their place.
+    assert [event.event for event in read.events][-3:] == ["stage", "stage", "completed"]
+    assert [event.id for event in read.events][-3:] == stream_ids(prefix, worker.render_id)
 
 
 def test_bad_render_ids_are_refused(server: str) -> None:

@@ -7,8 +7,10 @@
   id is the stream's last entry id, then the entries after that.
 - It ends after a terminal event (`completed`, `failed`, or a re-render's `rerendered`) that
   nothing follows yet, so a client reading the stream after a re-render gets the original
-  `completed` and then the `rerendered`. While nothing arrives, it checks the row every idle
-  period, so a render whose terminal event never reached the stream still ends for its clients.
+  `completed` and then the `rerendered`. While nothing arrives, it reads Redis and checks the row
+  every idle period, so a render whose terminal event never reached the stream (or whose Redis is
+  down) still ends for its clients, on the row's outcome after two quiet idle periods: one would
+  race the event, which is written a moment after the row.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class EventFeed:
             first = snapshot is None
             caught_up = False  # the first read goes to Redis: the watcher may not have this key yet
             ended = False  # the last entry sent was terminal: end unless more follow it
+            quiet_and_ended = 0  # idle periods in a row with nothing new while the row says it ended
             while True:
                 changed = self.watch.changed(render_id)  # taken before reading: no lost wake-up
                 entries = self.watch.buffered_after(render_id, cursor) if caught_up else None
@@ -97,27 +100,27 @@ class EventFeed:
                     cursor = entry.id
                     ended = entry.event in TERMINAL
                 if entries:
+                    quiet_and_ended = 0
                     continue
                 if ended:
                     return
                 try:
                     await asyncio.wait_for(changed.wait(), timeout=self.idle_s)
                 except TimeoutError:
-                    outcome = await self._ended_in_database(render_id, cursor)
-                    if outcome is not None:
-                        yield outcome
+                    caught_up = False  # quiet for a while: the next read asks Redis itself
+                    state = await self._ended_state(render_id)
+                    quiet_and_ended = quiet_and_ended + 1 if state is not None else 0
+                    # The row is written a moment before its terminal event: only a second quiet
+                    # period says the event is lost (or Redis unreachable), and the row answers.
+                    if state is not None and quiet_and_ended >= 2:
+                        outcome = snapshot_event(render_id, state)
+                        yield self._sse(outcome.kind, outcome.data, cursor)
                         return
 
-    async def _ended_in_database(self, render_id: str, cursor: str) -> ServerSentEvent | None:
-        """The row's outcome, when the render ended but its terminal event is not in the stream."""
+    async def _ended_state(self, render_id: str) -> RenderState | None:
+        """The render's row, when it has ended."""
         state = await self.load_state(render_id)
-        if state is None or state.status not in RenderStatus.ENDED:
-            return None
-        for entry in await self._read(render_id, cursor):
-            if entry.event in TERMINAL:
-                return None  # it is there after all: the main loop delivers it, in order
-        snapshot = snapshot_event(render_id, state)
-        return self._sse(snapshot.kind, snapshot.data, cursor)
+        return state if state is not None and state.status in RenderStatus.ENDED else None
 
     async def _read(self, render_id: str, cursor: str) -> list[StreamEntry]:
         """Entries after the cursor from Redis; none while Redis is unreachable: the stream stays

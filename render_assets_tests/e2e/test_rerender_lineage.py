@@ -139,7 +139,9 @@ def test_a_template_change_rerenders_exactly_its_renders_and_tells_the_web_app(
     # A deploy with the `modern` template reworded.
     reword_modern_template(code_copy, "A bold modern garden of clean lines and layered planting with")
     restart(stack)
+    deployed_at = time.monotonic()
     stale = wait_until_stale(stack, 2)
+    stale_after_s = time.monotonic() - deployed_at
 
     modern = {data["modern-a"]["renderId"], data["modern-b"]["renderId"]}
     assert {render["renderId"] for render in stale["renders"]} == modern, stale
@@ -148,7 +150,9 @@ def test_a_template_change_rerenders_exactly_its_renders_and_tells_the_web_app(
             "render_prompt": ["prompt_rules has a new data version: style template 'modern' changed"]
         }
 
+    rerender_started = time.monotonic()
     summary = cli_json(stack, "rerender", "--stale", "--wait", timeout_s=300)
+    rerender_s = time.monotonic() - rerender_started
 
     assert (summary["requested"], summary["rerendered"], summary["failed"]) == (2, 2, 0), summary
     assert {item["renderId"] for item in summary["renders"]} == modern
@@ -189,7 +193,9 @@ def test_a_template_change_rerenders_exactly_its_renders_and_tells_the_web_app(
         OPENAI_BASE_URL="http://127.0.0.1:9/v1",  # nothing listens: connection refused
     )
     before = cli_json(stack, "status", target)
+    failed_started = time.monotonic()
     failed = cli_json(stack, "rerender", target, "--wait", timeout_s=300)
+    failed_s = time.monotonic() - failed_started
     assert (failed["failed"], failed["rerendered"]) == (1, 0), failed
     after = cli_json(stack, "status", target)
     assert {key: after[key] for key in ("status", "stage", "progress", "version", "result", "imageUrl")} == {
@@ -198,3 +204,9 @@ def test_a_template_change_rerenders_exactly_its_renders_and_tells_the_web_app(
     assert len(inbox.received) == 2
     assert cli_json(stack, "credits", "audit") == {"mismatches": []}
     assert bullmq_hashes(stack, job_ids) == bullmq_before
+    print(
+        f"\n[lineage] 3 delivered, template 'modern' changed: {stale['stale']} stale "
+        f"{stale_after_s:.0f} s after the deploy; `rerender --stale --wait`: {summary['rerendered']} "
+        f"re-rendered in {rerender_s:.0f} s, {len(posted)} webhooks; provider down: failed in {failed_s:.0f} s, "
+        "render unchanged"
+    )
