@@ -45,7 +45,7 @@ run: install redis
 # they share one Dagster daemon (pytest-xdist's grouping cannot be relied on for that).
 test: install redis
 	$(BIN)/pytest -n 2 -m "not e2e"
-	$(BIN)/pytest -m e2e
+	$(BIN)/pytest -m e2e --durations=10
 
 lint: install
 	$(BIN)/ruff check render_assets render_assets_tests

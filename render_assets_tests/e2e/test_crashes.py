@@ -135,7 +135,7 @@ def test_a_redis_crash_during_a_burst_loses_no_job(
         overrides={**CRASH_SETTINGS, "LOCAL_PROVIDER_LATENCY_S": "1"},
     )
     with running(stack):
-        jobs: list[Enqueued] = enqueue_burst(stack, 20, attempts=3)
+        jobs: list[Enqueued] = enqueue_burst(stack, 12, attempts=3)
 
         def completed() -> int:
             return [state["state"] for state in bull_states(stack, [job.job_id for job in jobs]).values()].count(
