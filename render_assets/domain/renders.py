@@ -61,7 +61,9 @@ def record_claim(session: Session, job: RenderJob, claim: BullClaim) -> ClaimDec
     render = session.execute(select(Render).where(Render.id == job.renderId).with_for_update()).scalar_one_or_none()
     if render is None and cancellations.requested(session, job.renderId):
         # Cancelled before its job was claimed: the row says so, and the job is dropped.
-        session.add(_row(job, claim, status=RenderStatus.CANCELLED))
+        cancelled = _describe_job(Render(id=job.renderId, created_at=utcnow()), job, claim)
+        mark_cancelled(session, cancelled, charged=False)
+        session.add(cancelled)
         return ClaimDecision(ClaimVerdict.CANCELLED, reason=CANCELLED)
     if render is not None:
         if render.status == RenderStatus.COMPLETED:
@@ -81,24 +83,16 @@ def record_claim(session: Session, job: RenderJob, claim: BullClaim) -> ClaimDec
                 reason = f"render {job.renderId} is already being processed by job {render.bull_job_id}"
             return ClaimDecision(ClaimVerdict.REFUSED, reason=reason)
     else:
-        render = _row(job, claim, status=RenderStatus.CLAIMED)
+        render = Render(id=job.renderId, created_at=utcnow())
         session.add(render)
     claimed = progress_for(Stage.CLAIMED)
-    render.organization_id = job.organizationId
-    render.project_id = job.projectId
-    render.user_id = job.userId
-    render.payload = job.model_dump(mode="json")
-    render.credit_cost = render_cost(job.settings)
+    _describe_job(render, job, claim)
     render.status = RenderStatus.CLAIMED
     render.stage = claimed.stage
     render.progress = max(render.progress or 0, claimed.percent)  # a BullMQ retry resumes the bar
     render.message = claimed.message
-    render.bull_job_id = claim.job_id
-    render.claim_attempt = claim.attempt
-    render.max_attempts = claim.max_attempts
     render.claim_token = claim.token
     render.run_key = claim.run_key
-    render.claimed_by = claim.deployment
     render.claimed_at = utcnow()
     render.waiting_until = None
     render.error = None
@@ -111,27 +105,18 @@ def payloads(session: Session, render_ids: list[str]) -> dict[str, dict[str, Any
     return {render_id: payload for render_id, payload in rows}
 
 
-def _row(job: RenderJob, claim: BullClaim, *, status: str) -> Render:
-    """A new row for a render's first claim."""
-    stage = progress_for(Stage.CLAIMED) if status != RenderStatus.CANCELLED else None
-    return Render(
-        id=job.renderId,
-        organization_id=job.organizationId,
-        project_id=job.projectId,
-        user_id=job.userId,
-        payload=job.model_dump(mode="json"),
-        credit_cost=render_cost(job.settings),
-        status=status,
-        stage=stage.stage if stage else CANCELLED,
-        progress=stage.percent if stage else 0,
-        message=stage.message if stage else CANCELLED_MESSAGE,
-        bull_job_id=claim.job_id,
-        claim_attempt=claim.attempt,
-        max_attempts=claim.max_attempts,
-        claimed_by=claim.deployment,
-        created_at=utcnow(),
-        completed_at=utcnow() if status == RenderStatus.CANCELLED else None,
-    )
+def _describe_job(render: Render, job: RenderJob, claim: BullClaim) -> Render:
+    """What a claimed job says of its render: who asked, the payload, the price, the BullMQ job."""
+    render.organization_id = job.organizationId
+    render.project_id = job.projectId
+    render.user_id = job.userId
+    render.payload = job.model_dump(mode="json")
+    render.credit_cost = render_cost(job.settings)
+    render.bull_job_id = claim.job_id
+    render.claim_attempt = claim.attempt
+    render.max_attempts = claim.max_attempts
+    render.claimed_by = claim.deployment
+    return render
 
 
 def mark_generated(session: Session, render_id: str) -> None:

@@ -80,10 +80,11 @@ def settle(
         render = renders.lock(session, render_id)
         if render is None:
             return Settlement(render_id, None)
-        cancelled = cancel is not None and render.status in (*RenderStatus.IN_FLIGHT, RenderStatus.IN_REVIEW)
-        if cancelled and cancel is not None:
+        cancelled = False
+        if cancel is not None and render.status in (*RenderStatus.IN_FLIGHT, RenderStatus.IN_REVIEW):
             keep = render.generated_at is not None and not cancel.refund_after_generation
             renders.mark_cancelled(session, render, charged=keep)
+            cancelled = True
         recorded = (
             failure is not None
             and failure.run_key is not None
