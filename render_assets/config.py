@@ -102,6 +102,11 @@ RENDER_SENSOR_INTERVAL_S = Variable(
     "5",
     "Seconds between queue sensor ticks (Dagster's sensor daemon loops every 5 s at best)",
 )
+RENDER_CLAIM_WAIT_S = Variable(
+    "RENDER_CLAIM_WAIT_S",
+    "4.2",
+    "Seconds an idle queue-sensor tick waits on BullMQ for a job (under the daemon's 5 s sensor loop)",
+)
 RENDER_MAX_CONCURRENT_RUNS = Variable(
     "RENDER_MAX_CONCURRENT_RUNS", "4", "Run slots when the instance has no run queue limit of its own"
 )
@@ -185,6 +190,7 @@ ALL: tuple[Variable, ...] = (
     RENDER_RECONCILE_INTERVAL_S,
     RENDER_CLAIM_GRACE_S,
     RENDER_SENSOR_INTERVAL_S,
+    RENDER_CLAIM_WAIT_S,
     RENDER_MAX_CONCURRENT_RUNS,
     RENDER_DEPLOYMENT_ID,
     RENDER_EVENTS_PREFIX,

@@ -46,6 +46,7 @@ def build_resources() -> dict[str, object]:
             queue_name=config.RENDER_QUEUE_NAME.required_resource_value(),
             lock_duration_s=config.number(config.RENDER_LOCK_DURATION_S),
             heartbeat_s=config.number(config.RENDER_HEARTBEAT_S),
+            claim_wait_s=config.number(config.RENDER_CLAIM_WAIT_S),
             events_prefix=config.RENDER_EVENTS_PREFIX.required_resource_value(),
             events_maxlen=int(config.number(config.RENDER_EVENTS_MAXLEN)),
             events_ttl_s=int(config.number(config.RENDER_EVENTS_TTL_S)),

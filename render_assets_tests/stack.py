@@ -37,6 +37,7 @@ class InProcessStack:
     initial_credits: int = 100
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    claim_wait_s: float = 0.0  # an idle tick returns at once unless a test asks it to wait
 
     @property
     def database(self) -> Database:
@@ -56,7 +57,9 @@ class InProcessStack:
         database = DatabaseResource(url=self.database_url, initial_credits=self.initial_credits)
         return {
             "database": database,
-            "queue": RenderQueueResource(redis_url=REDIS_URL, queue_name=self.queue_name, database=database),
+            "queue": RenderQueueResource(
+                redis_url=REDIS_URL, queue_name=self.queue_name, database=database, claim_wait_s=self.claim_wait_s
+            ),
             "providers": self.providers,
             "storage": storage,
             "io_manager": BlobIOManager(storage=storage),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -190,3 +192,63 @@ def test_pending_runs_lists_claims_without_runs(stack: InProcessStack) -> None:
         renders.mark_processing(session, data["renderId"])
         assert renders.require(session, data["renderId"]).status == RenderStatus.PROCESSING
     assert claims.pending_runs(stack.database, stack.deployment) == []
+
+
+def _enqueue_later(stack: InProcessStack, delay_s: float, **options: Any) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(delay_s), stack.enqueue(web_app_job(), **options)))
+    thread.start()
+    return thread
+
+
+def test_an_idle_tick_claims_a_job_as_it_is_enqueued(stack: InProcessStack) -> None:
+    stack.claim_wait_s = 4.0
+    producer = _enqueue_later(stack, 0.3)
+    started = time.monotonic()
+
+    result = stack.tick()
+
+    elapsed = time.monotonic() - started
+    producer.join()
+    assert len(result.run_requests or []) == 1
+    assert elapsed < 2.5, f"the tick waited {elapsed:.1f}s: it should wake when the job arrives"
+
+
+def test_an_idle_tick_with_nothing_to_claim_ends_when_its_wait_does(stack: InProcessStack) -> None:
+    stack.claim_wait_s = 1.0
+    started = time.monotonic()
+
+    result = stack.tick()
+
+    assert not result.run_requests
+    assert 0.9 <= time.monotonic() - started < 3.0
+
+
+def test_a_waiting_tick_claims_a_delayed_job_when_it_falls_due(stack: InProcessStack) -> None:
+    stack.claim_wait_s = 4.0
+    job_id = stack.enqueue(web_app_job(), delay=1_000)
+    started = time.monotonic()
+
+    result = stack.tick()
+
+    elapsed = time.monotonic() - started
+    assert [request.tags["render/bull_job_id"] for request in result.run_requests or []] == [job_id]
+    assert 0.8 <= elapsed < 3.5
+
+
+def test_a_tick_without_free_run_slots_does_not_wait(sqlite_url: str, queue_name: str, tmp_path: Path) -> None:
+    with in_process_stack(sqlite_url, queue_name, tmp_path, max_concurrent_runs=1, claim_wait_s=4.0) as stack:
+        stack.enqueue(web_app_job())
+        assert len(stack.tick().run_requests or []) == 1  # the one slot, taken by a claim
+        started = time.monotonic()
+
+        assert len(stack.tick().run_requests or []) == 1  # the same claim again; nothing new waited for
+        assert time.monotonic() - started < 2.0
+
+
+def test_waiting_for_work_wakes_on_a_new_job_and_times_out_without_one(stack: InProcessStack) -> None:
+    started = time.monotonic()
+    assert not stack.queue.wait_for_work(0.5)
+    assert time.monotonic() - started >= 0.45
+    producer = _enqueue_later(stack, 0.2)
+    assert stack.queue.wait_for_work(5.0)
+    producer.join()

@@ -13,13 +13,15 @@ UTF-8, would raise inside the claim and come back after every lock expiry.)
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import redis.asyncio as redis
+import redis
+import redis.asyncio as redis_async
 from bullmq import Job, Queue, UnrecoverableError, Worker
 
 T = TypeVar("T")
@@ -64,10 +66,10 @@ class BullQueue:
     def _run(self, make: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(_as_coroutine(make))
 
-    def _connection(self) -> redis.Redis:
+    def _connection(self) -> redis_async.Redis:
         # Bytes that are not UTF-8 become lone surrogates instead of an exception, which
         # `parse_job` refuses as "not UTF-8".
-        return redis.Redis.from_url(self.redis_url, decode_responses=True, encoding_errors="surrogateescape")
+        return redis_async.Redis.from_url(self.redis_url, decode_responses=True, encoding_errors="surrogateescape")
 
     def _worker(self) -> Worker:
         return Worker(
@@ -108,6 +110,35 @@ class BullQueue:
                 await worker.close()
 
         return self._run(claim) if max_jobs > 0 else []
+
+    def wait_for_work(self, timeout_s: float) -> bool:
+        """Block until BullMQ signals a job to take or `timeout_s` passes; True when there may be one.
+
+        BullMQ's producers add a member to the queue's marker (a sorted set) with every job: score
+        0 for a job ready now, a due time for a delayed one. Its own workers block on it with
+        BZPOPMIN, as this does. A marker is only a hint (another consumer may take the job first),
+        so the caller claims after waking and is no worse off when it finds nothing.
+        """
+        deadline = time.monotonic() + timeout_s
+        due_at: float | None = None  # monotonic time a delayed job falls due
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=timeout_s + 5)
+        try:
+            while (remaining := min(deadline, due_at or deadline) - time.monotonic()) > 0:
+                popped = client.bzpopmin(self.marker_key, timeout=remaining)
+                if popped is None:
+                    break
+                _key, _member, score = popped
+                wait_s = (float(score) - time.time() * 1000) / 1000
+                if wait_s <= 0:
+                    return True
+                due_at = min(due_at or math.inf, time.monotonic() + wait_s)
+            return due_at is not None and time.monotonic() >= due_at
+        finally:
+            client.close()
+
+    @property
+    def marker_key(self) -> str:
+        return f"bull:{self.queue_name}:marker"
 
     async def _with_job(self, job_id: str, action: Callable[[Job], Awaitable[T]]) -> T | None:
         queue = self._queue()

@@ -30,6 +30,8 @@ class RenderQueueResource(ConfigurableResource):
     queue_name: str = "renderQueue"
     lock_duration_s: float = 60.0
     heartbeat_s: float = 5.0
+    # How long an idle render-sensor tick waits on BullMQ for a job (0: it only polls).
+    claim_wait_s: float = 0.0
     # The per-render progress event streams live in the same Redis (read by `render-assets serve`).
     events_prefix: str = "render-events:"
     events_maxlen: int = 1000

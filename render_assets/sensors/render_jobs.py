@@ -1,5 +1,6 @@
 """The Redis sensor: BullMQ jobs in, one run per claim out."""
 
+import time
 from datetime import UTC, datetime
 
 from dagster import (
@@ -81,8 +82,11 @@ def render_job_sensor(
     providers: ProvidersResource,
 ) -> SensorResult | SkipReason:
     """Claims as many BullMQ jobs as there are free run slots, so BullMQ's priorities still order
-    the backlog, and requests one run per claim (claims left over by a failed tick first). Each
-    render's prompt rules are observed before its run starts, so its lineage has a start."""
+    the backlog, and requests one run per claim (claims left over by a failed tick first). With
+    nothing to claim, the tick waits on BullMQ for up to `queue.claim_wait_s` and claims what
+    arrives, so a job on an idle worker is claimed as it is enqueued rather than at the next tick.
+    Each render's prompt rules are observed before its run starts, so its lineage has a start."""
+    deadline = time.monotonic() + queue.claim_wait_s
     db, deployment, bull = database.get(), deployment_id(context.instance), queue.get()
     for run_id in stop_cancelled_runs(context.instance, db):
         context.log.info(f"stopped run {run_id}: its render was cancelled")
@@ -91,14 +95,17 @@ def render_job_sensor(
     free = run_slots(context.instance) - busy_runs(context.instance) - len(leftover)
     availability = providers.availability()
     wanted = claims.claims_while(availability, free, renders_starting=claims.starting(db))
-    outcome = claims.claim_jobs(
-        db,
-        bull,
-        wanted,
-        deployment=deployment,
-        source_hosts=providers.source_hosts(),
-        progress=ProgressPublisher(db, bull, queue.events()),
-    )
+    progress = ProgressPublisher(db, bull, queue.events())
+
+    def claim() -> claims.TickOutcome:
+        return claims.claim_jobs(
+            db, bull, wanted, deployment=deployment, source_hosts=providers.source_hosts(), progress=progress
+        )
+
+    outcome = claim()
+    # Only an idle tick waits: one with runs to request returns them at once.
+    while not leftover and not outcome.runs and wanted > 0 and bull.wait_for_work(deadline - time.monotonic()):
+        outcome = claim().merged_after(outcome)
     runs = leftover + outcome.runs
     for job_id, reason in outcome.rejected.items():
         context.log.warning(f"BullMQ job {job_id} rejected: {reason}")

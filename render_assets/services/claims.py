@@ -39,6 +39,14 @@ class TickOutcome:
     rejected: dict[str, str] = field(default_factory=dict)  # BullMQ job id → reason
     handed_back: list[str] = field(default_factory=list)
 
+    def merged_after(self, earlier: TickOutcome) -> TickOutcome:
+        """This claim's outcome with an earlier one of the same tick."""
+        return TickOutcome(
+            runs=earlier.runs + self.runs,
+            rejected={**earlier.rejected, **self.rejected},
+            handed_back=earlier.handed_back + self.handed_back,
+        )
+
 
 def run_key_for(render_id: str, claimed: ClaimedJob) -> str:
     return f"{render_id}:{claimed.job_id}:{claimed.run_attempt_key}"
