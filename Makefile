@@ -33,13 +33,22 @@ redis:
 
 # The worker on embedded defaults: Redis, SQLite and local files under .data/, the local provider.
 # The Dagster UI is at http://127.0.0.1:3000 with the example jobs materializing; the progress
-# server (live progress over SSE, the demo page) at http://127.0.0.1:8000 stops with it.
+# server (live progress over SSE, the demo page) at http://127.0.0.1:8000 stops with it. The code
+# server is a process of its own (as in production), so the daemon does not restart it every
+# minute; the UI's "Reload" reloads it, and run workers pick up edited code by themselves.
+CODE_SERVER_PORT ?= 4266
 run: install redis
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/render-assets db upgrade
 	$(BIN)/render-assets enqueue examples/*.json
-	$(BIN)/render-assets serve --host 127.0.0.1 --port 8000 & server=$$!; trap "kill $$server 2>/dev/null" EXIT; $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/render-assets serve --host 127.0.0.1 --port 8000 & server=$$!; \
+	$(BIN)/dagster code-server start -h 127.0.0.1 -p $(CODE_SERVER_PORT) -m render_assets.definitions \
+		--location-name render_assets & code=$$!; \
+	trap "kill $$server $$code 2>/dev/null" EXIT; \
+	until $(BIN)/dagster api grpc-health-check -h 127.0.0.1 -p $(CODE_SERVER_PORT) >/dev/null 2>&1; do \
+		kill -0 $$code 2>/dev/null || exit 1; sleep 0.5; done; \
+	CODE_SERVER_PORT=$(CODE_SERVER_PORT) $(BIN)/dagster dev -w workspace.code-server.yaml -h 127.0.0.1 -p 3000
 
 # Two parts: the fast tests on two workers, then the end-to-end tests in one process, where
 # they share one Dagster daemon (pytest-xdist's grouping cannot be relied on for that).
@@ -57,7 +66,7 @@ bench-delivery: install
 bench-phash: install ; $(BIN)/python -m render_assets.bench.phash_lookup  # lookup p50/p95 at 10k, 100k, 1M hashes (PostgreSQL)
 bench-progress: install ; $(BIN)/python -m render_assets.bench.progress_events  # publisher cost; SSE fan-out to 1/50/200 clients
 bench-poison: install ; $(BIN)/python -m render_assets.bench.poisoned_images  # peak RSS refusing each poisoned provider reply vs decoding valid 4K ones, a fresh process each (~4 min)
-bench: install redis ; @$(BIN)/render-assets bench $(BENCH_ARGS)  # the real stack under the issue's scenarios, one JSON document (BENCH_ARGS=--quick for a smoke run)
+bench: install redis ; @$(BIN)/render-assets bench --out $(DATA)/bench $(BENCH_ARGS)  # the real stack under the issue's scenarios, dagster.yaml and deploy/dagster.production.yaml side by side: JSON on stdout, bench-report.{json,html} in $(DATA)/bench (BENCH_ARGS=--quick for a smoke run)
 
 # The image every role runs in (Dockerfile). On a machine without a container registry the base is
 # built from Debian's packages (deploy/docker/base-image.sh, once); elsewhere pass

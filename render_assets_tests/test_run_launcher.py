@@ -1,4 +1,4 @@
-"""The forking run launcher against a real instance (temp DAGSTER_HOME with deploy/dagster.forking.yaml),
+"""The forking run launcher against a real instance (temp DAGSTER_HOME with the project's dagster.yaml),
 real Redis and a real database: a render run in a forked worker, a killed worker, a terminated run.
 
 The forkserver (the template) starts once per test process, with the environment this module sets.
@@ -33,7 +33,7 @@ from dagster._core.launcher import WorkerStatus
 from dagster._core.origin import JobPythonOrigin
 from dagster._serdes import ConfigurableClassData
 
-from render_assets.launcher import ForkingRunLauncher
+from render_assets.launcher import ForkingRunLauncher, forking
 from render_assets.launcher.worker import WORKER_TAG, WorkerId
 from render_assets_tests.bullmq_jobs import bull_job
 from render_assets_tests.conftest import REDIS_URL
@@ -41,7 +41,7 @@ from render_assets_tests.payloads import web_app_job
 from render_assets_tests.stack import InProcessStack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-FORKING_YAML = PROJECT_ROOT / "deploy" / "dagster.forking.yaml"
+DEVELOPMENT_YAML = PROJECT_ROOT / "dagster.yaml"  # `make run` forks its run workers too
 RUN_TIMEOUT_S = 90  # the first run also waits for the template to import everything
 
 
@@ -68,7 +68,7 @@ def instance(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Ite
     root = tmp_path_factory.mktemp("forking")
     home = root / "dagster_home"
     home.mkdir()
-    shutil.copyfile(FORKING_YAML, home / "dagster.yaml")
+    shutil.copyfile(DEVELOPMENT_YAML, home / "dagster.yaml")
     with pytest.MonkeyPatch.context() as env:
         for name, value in {
             "DAGSTER_HOME": str(home),
@@ -230,9 +230,45 @@ def test_worker_ids_tell_a_live_process_from_a_dead_or_reused_pid() -> None:
     assert WorkerId.from_tag("") is None and WorkerId.from_tag("not-a-pid") is None
 
 
-@pytest.mark.parametrize("instance_file", ["dagster.production.yaml", "dagster.forking.yaml"])
-def test_the_deployed_instances_fork_their_run_workers(instance_file: str) -> None:
-    settings, _ = dagster_instance_config(str(PROJECT_ROOT / "deploy"), instance_file)  # validates the whole file
+@pytest.mark.parametrize("instance_file", ["deploy/dagster.production.yaml", "dagster.yaml"])
+def test_the_instances_fork_their_run_workers(instance_file: str) -> None:
+    path = PROJECT_ROOT / instance_file
+    settings, _ = dagster_instance_config(str(path.parent), path.name)  # validates the whole file
     launcher = settings["run_launcher"]
     data = ConfigurableClassData(launcher["module"], launcher["class"], yaml.safe_dump(launcher.get("config") or {}))
     assert isinstance(data.rehydrate(ForkingRunLauncher), ForkingRunLauncher)
+
+
+def _parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads parent pids from /proc")
+def test_a_code_change_reaches_the_next_run_without_a_restart(
+    instance: DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launcher = launcher_of(instance)
+    launcher.join(timeout=30)
+    for name in ("first", "second", "third"):
+        (tmp_path / name).mkdir()
+    first, first_worker = started_held_run(instance, tmp_path / "first")
+    old_template = _parent_pid(first_worker.pid)
+    assert old_template != os.getpid()  # forked by the template, not by this process
+
+    # The code changes while a worker of the old template runs: the next run gets a fresh interpreter.
+    monkeypatch.setattr(forking, "source_fingerprint", lambda: "edited")
+    second, second_worker = started_held_run(instance, tmp_path / "second")
+    assert _parent_pid(second_worker.pid) == os.getpid()
+    for run in (first, second):
+        Path(run.tags["release_file"]).touch()
+        wait_for(lambda run=run: run_of(instance, run.run_id).is_finished, "the held run to end")
+    launcher.join(timeout=30)
+
+    # No worker runs now: the old template is replaced by one that imports the changed code.
+    third, third_worker = started_held_run(instance, tmp_path / "third")
+    new_template = _parent_pid(third_worker.pid)
+    assert new_template not in (old_template, os.getpid())
+    Path(third.tags["release_file"]).touch()
+    wait_for(lambda: run_of(instance, third.run_id).is_finished, "the held run to end")
+    launcher.join(timeout=30)
+    assert all(run_of(instance, run.run_id).status == DagsterRunStatus.SUCCESS for run in (first, second, third))

@@ -8,10 +8,13 @@ multiprocessing's "forkserver": a process with no Python threads, started once, 
 `render_assets.launcher.template` and forks a worker per run (`worker.run_worker`).
 
 Single host by design: the worker runs where the daemon runs, with the daemon's Python and
-environment, and the code the template imported (a code change reaches runs when the daemon
-restarts). The worker records its pid on the run, so `check_run_worker_health` (run
-monitoring) and `terminate` work from any process on the host; the launching process also
-watches the workers it started and fails a run whose worker exited before the run ended.
+environment. A code change reaches the next run without a restart: before each launch the
+launcher compares the project's source files with those the template imported, and on a change
+starts a new template once no worker of the old one is running (until then, a changed run starts
+in a fresh interpreter, as Dagster's default launcher would). The worker records its pid on the
+run, so `check_run_worker_health` (run monitoring) and `terminate` work from any process on the
+host; the launching process also watches the workers it started and fails a run whose worker
+exited before the run ended.
 
 dagster.yaml:
 
@@ -22,6 +25,7 @@ dagster.yaml:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -30,7 +34,9 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from multiprocessing import forkserver
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any, Self
 
 from dagster import DagsterRun
@@ -44,6 +50,18 @@ log = logging.getLogger(__name__)
 
 # "__main__" first: the daemon's entry script, which every child would otherwise import again.
 PRELOAD = ["__main__", "render_assets.launcher.template"]
+# The code the template imports and runs: the project's package.
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def source_fingerprint(root: Path = SOURCE_ROOT) -> str:
+    """A digest of the names, sizes and modification times of the Python files under `root`:
+    stat calls only (about a millisecond for the project), so it is taken at every launch."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        stat = path.stat()
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 class ForkingRunLauncher(RunLauncher, ConfigurableClass):
@@ -53,6 +71,7 @@ class ForkingRunLauncher(RunLauncher, ConfigurableClass):
         self._context.set_forkserver_preload(PRELOAD)
         self._lock = threading.Lock()
         self._workers: dict[str, BaseProcess] = {}  # run id -> live worker started by this process
+        self._template_source: str | None = None  # the fingerprint of the code the template imported
         super().__init__()
 
     @property
@@ -77,15 +96,33 @@ class ForkingRunLauncher(RunLauncher, ConfigurableClass):
             raise DagsterLaunchFailedError(
                 f"Run {run.run_id} is for Python {origin.executable_path}; this launcher forks {sys.executable}"
             )
-        process = self._context.Process(
-            target=run_worker,
-            args=(run.run_id, serialize_value(self._instance.get_ref())),
-            name=f"dagster-run-{run.run_id}",
-        )
-        process.start()
         with self._lock:
+            process = self._process_for(run.run_id, source_fingerprint())
+            process.start()
             self._workers[run.run_id] = process
         threading.Thread(target=self._watch, args=(run.run_id, process), name="run-worker-watch", daemon=True).start()
+
+    def _process_for(self, run_id: str, source: str) -> BaseProcess:
+        """A worker process forked from a template that imported the current code (holding `_lock`)."""
+        context: Any = self._context
+        if self._template_source is None:
+            self._template_source = source  # the first fork starts the template, which imports it now
+        elif source != self._template_source:
+            if not self._workers:
+                # No worker depends on the old template (a forked worker's exit is reported through
+                # it): stop it; the next fork starts a template that imports the changed code.
+                forkserver._forkserver._stop()  # type: ignore[attr-defined]
+                self._template_source = source
+                log.info("the project's code changed: run workers fork from a new template")
+            else:
+                log.info("the project's code changed: run %s starts in a fresh interpreter", run_id)
+                context = multiprocessing.get_context("spawn")
+        process: BaseProcess = context.Process(
+            target=run_worker,
+            args=(run_id, serialize_value(self._instance.get_ref())),
+            name=f"dagster-run-{run_id}",
+        )
+        return process
 
     def _watch(self, run_id: str, process: BaseProcess) -> None:
         """Once the worker exits, fail its run if it did not end (as the code server does for its own)."""

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.e2e]
 
 JOBS = 16  # each of 8 run slots (4 a daemon) twice: enough for both daemons to race on every job
 ENDED = ("SUCCESS", "FAILURE", "CANCELED")
-FORKING = PROJECT_ROOT / "deploy" / "dagster.forking.yaml"
+FORKING = PROJECT_ROOT / "dagster.yaml"  # forks its run workers
 
 
 def render_runs(stack: RenderStack) -> dict[str, str]:
