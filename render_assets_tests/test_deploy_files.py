@@ -80,7 +80,7 @@ def commented_launchers(text: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("path", INSTANCE_FILES, ids=lambda path: str(path.relative_to(DEPLOY)))
 def test_every_instance_file_loads_with_the_real_packages(path: Path, tmp_path: Path) -> None:
     classes = load_instance(yaml.safe_load(path.read_text()), tmp_path)
-    assert classes["run_coordinator_data"][0] == "QueuedRunCoordinator"
+    assert classes["run_coordinator_data"][0] in ("RenderRunCoordinator", "QueuedRunCoordinator")
     assert classes["run_launcher_data"][0] in ("ForkingRunLauncher", "DockerRunLauncher")
 
 

@@ -34,7 +34,12 @@ MODULES = (
     "scipy.fftpack",
 )
 # Present in some deployments only (PostgreSQL storage).
-OPTIONAL_MODULES = ("psycopg2", "sqlalchemy.dialects.postgresql.psycopg2", "dagster_postgres")
+OPTIONAL_MODULES = (
+    "psycopg2",
+    "sqlalchemy.dialects.postgresql.psycopg2",
+    "dagster_postgres",
+    "render_assets.instance_storage",
+)
 # The SDKs the providers and the storage import on first use (a CPU-second or two per run
 # when every run imports them again), for the ones this configuration uses.
 PROVIDER_MODULES = {
