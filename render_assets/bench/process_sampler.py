@@ -13,16 +13,21 @@ high-water mark (VmHWM in /proc/<pid>/status), which holds the true peak wheneve
 Each process gets a role from its command line: the daemon, the code server, a run worker (a
 "spawn" child of the code server under Dagster's default launcher, or a child of the forkserver
 under `ForkingRunLauncher`), the forking launcher's template (the forkserver itself), or other.
+
+The PostgreSQL and Redis servers given as `servers` (server_processes.py) are roles of their
+own, `postgres_server` and `redis_server`, outside the session's figure.
 """
 
 from __future__ import annotations
 
-import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from render_assets.bench.proc_stat import CLOCK_TICKS, ProcStat, read_stat, read_text, scan
+from render_assets.bench.server_processes import Server, server_cpu_s
+
 RUN_WORKER_MARK = "spawn_main"  # Dagster's code server starts run workers with multiprocessing "spawn"
 FORKSERVER_MARK = "multiprocessing.forkserver"  # the template and, forked from it, the run workers
 RUN_WORKER = "run_worker"
@@ -57,12 +62,14 @@ class ProcessRecord:
 class Snapshot:
     session_cpu_s: float
     by_pid: dict[int, float]
+    servers: dict[Server, float] = field(default_factory=dict)
 
 
 @dataclass
 class SessionSampler:
     session_id: int
     period_s: float = 0.1
+    servers: Sequence[Server] = ()
     records: dict[int, ProcessRecord] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -82,10 +89,20 @@ class SessionSampler:
         """What to subtract later: the session's exact CPU total and the per-process figures."""
         total = self.sample()
         with self._lock:
-            return Snapshot(total, {pid: record.cpu_s for pid, record in self.records.items()})
+            by_pid = {pid: record.cpu_s for pid, record in self.records.items()}
+        return Snapshot(total, by_pid, self._servers_now())
 
     def cpu_since(self, snapshot: Snapshot) -> float:
+        """The session's CPU seconds since the snapshot (the servers' are `server_cpu_since`)."""
         return self.sample() - snapshot.session_cpu_s
+
+    def server_cpu_since(self, snapshot: Snapshot) -> dict[str, float]:
+        """CPU seconds each server role spent since the snapshot."""
+        roles: dict[str, float] = {}
+        for server, cpu_s in self._servers_now().items():
+            # A server that started after the snapshot spent all its CPU since.
+            roles[server.role] = roles.get(server.role, 0.0) + cpu_s - snapshot.servers.get(server, 0.0)
+        return {role: round(cpu_s, 2) for role, cpu_s in sorted(roles.items())}
 
     def cpu_by_role_since(self, snapshot: Snapshot) -> dict[str, float]:
         """CPU seconds since the snapshot, per role (daemon, code_server, run_worker, ...)."""
@@ -95,6 +112,7 @@ class SessionSampler:
             for pid, record in self.records.items():
                 roles[record.role] = roles.get(record.role, 0.0) + record.cpu_s - snapshot.by_pid.get(pid, 0.0)
         roles["reaped_unsampled"] = total - sum(roles.values())
+        roles.update(self.server_cpu_since(snapshot))
         return {role: round(cpu_s, 2) for role, cpu_s in sorted(roles.items())}
 
     def run_workers_since(self, snapshot: Snapshot) -> list[ProcessRecord]:
@@ -110,59 +128,47 @@ class SessionSampler:
     def sample(self) -> float:
         """Update the per-process figures; returns the session's exact CPU total now."""
         total_ticks = 0
-        for pid in _members(self.session_id):
-            stat = _read(Path(f"/proc/{pid}/stat"))
-            if stat is None:
-                continue
-            fields = stat[stat.rfind(")") + 2 :].split()
-            own_ticks = int(fields[11]) + int(fields[12])  # utime + stime
-            total_ticks += own_ticks + int(fields[13]) + int(fields[14])  # + cutime + cstime
-            cpu_s = own_ticks / CLOCK_TICKS
+        for stat in _members(self.session_id):
+            total_ticks += stat.total_ticks
             with self._lock:
-                record = self.records.get(pid)
+                record = self.records.get(stat.pid)
                 if record is None:
-                    command = _command(pid)
-                    record = self.records[pid] = ProcessRecord(pid, command, role_of(command, _command(int(fields[1]))))
-                record.cpu_s = max(record.cpu_s, cpu_s)
+                    command = _command(stat.pid)
+                    record = self.records[stat.pid] = ProcessRecord(
+                        stat.pid, command, role_of(command, _command(stat.ppid))
+                    )
+                record.cpu_s = max(record.cpu_s, stat.own_ticks / CLOCK_TICKS)
                 if record.is_run_worker:
-                    record.peak_rss_kb = max(record.peak_rss_kb, _peak_rss_kb(pid))
+                    record.peak_rss_kb = max(record.peak_rss_kb, _peak_rss_kb(stat.pid))
         return total_ticks / CLOCK_TICKS
+
+    def _servers_now(self) -> dict[Server, float]:
+        if not self.servers:
+            return {}
+        table = scan()
+        figures = {server: server_cpu_s(server, table) for server in self.servers}
+        return {server: cpu_s for server, cpu_s in figures.items() if cpu_s is not None}
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):
             self.sample()
 
 
-def _members(session_id: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            stat = _read(entry / "stat")
-            if stat is not None:
-                fields = stat[stat.rfind(")") + 2 :].split()
-                if len(fields) > 3 and int(fields[3]) == session_id:
-                    found.append(int(entry.name))
-    return found
+def _members(session_id: int) -> list[ProcStat]:
+    return [stat for stat in scan().values() if stat.session == session_id]
 
 
 def _command(pid: int) -> str:
-    return (_read(Path(f"/proc/{pid}/cmdline")) or "").replace("\0", " ")
+    return (read_text(Path(f"/proc/{pid}/cmdline")) or "").replace("\0", " ")
 
 
 def _peak_rss_kb(pid: int) -> int:
-    for line in (_read(Path(f"/proc/{pid}/status")) or "").splitlines():
+    for line in (read_text(Path(f"/proc/{pid}/status")) or "").splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return 0
 
 
 def _alive(pid: int) -> bool:
-    stat = _read(Path(f"/proc/{pid}/stat"))
-    return stat is not None and stat[stat.rfind(")") + 2 :].split()[0] != "Z"
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text()
-    except OSError:
-        return None
+    stat = read_stat(pid)
+    return stat is not None and stat.state != "Z"

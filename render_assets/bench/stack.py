@@ -1,5 +1,6 @@
-"""The real stack for the benchmark: `dagster-daemon` on the project's workspace and
-`dagster.yaml`, in a temporary DAGSTER_HOME, with Redis, the project database and local storage.
+"""The real stack for the benchmark: `dagster-daemon` on the project's workspace and an instance
+file (the project's `dagster.yaml` by default), in a temporary DAGSTER_HOME, with Redis, the project
+database and local storage.
 
 The daemon starts in a session of its own, so its code server and run workers are found (and
 stopped) as the members of that session.
@@ -16,7 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -40,6 +41,8 @@ class BenchStack:
     database_url: str
     provider_latency_s: float
     dagster_yaml: Path = PROJECT_ROOT / "dagster.yaml"
+    # What the instance file reads from the environment (DAGSTER_PG_* for a PostgreSQL storage).
+    instance_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -69,6 +72,7 @@ class BenchStack:
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             }
         )
+        env.update(self.instance_env)
         return env
 
     @property
@@ -134,12 +138,29 @@ class BenchStack:
 
 @contextlib.contextmanager
 def running(stack: BenchStack) -> Iterator[BenchStack]:
-    stack.start()
+    # The benchmark opens the instance itself too (health checks, partitions): with the same settings.
+    with environment(stack.instance_env):
+        stack.start()
+        try:
+            yield stack
+        finally:
+            stack.stop()
+            drop_queue(stack.redis_url, stack.queue_name)
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """These variables set in this process while the block runs, the previous ones back after."""
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
     try:
-        yield stack
+        yield
     finally:
-        stack.stop()
-        drop_queue(stack.redis_url, stack.queue_name)
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def session_members(session_id: int) -> list[int]:
@@ -178,8 +199,9 @@ def daemon_process(
 
 
 def initialize_instance(home: Path) -> None:
-    # Create the SQLite storages before the daemon and its code server open them at the same moment
-    # (both would stamp alembic_version and the code server would refuse to load).
+    # Create the storages (SQLite files, PostgreSQL tables) before the daemon and its code server
+    # open them at the same moment (both would stamp alembic_version; the code server would refuse
+    # to load).
     from dagster import DagsterInstance
     from dagster._core.scheduler.instigation import InstigatorType
 

@@ -1,149 +1,118 @@
-"""`render-assets bench` (`make bench`): the real stack under the issue's scenarios, one JSON
-document out. See README "Benchmark" for what each figure means and how it is measured.
-
-Scenarios: one 1024x1024 job (repeated, one at a time), one 4096x4096 job, a burst of 60 jobs,
-20 jobs a minute for 5 minutes with 13 s of simulated provider latency (8 s generation + 5 s
-upscale: the local provider has one latency knob), and the single job again after 100,000
-partitions were added to the instance. Each stack first runs one job that is not counted (see
-`warmup` in the report). `--dagster-yaml` picks the instance file, so the same scenarios run under
-Dagster's default run launcher (the project's dagster.yaml) and the forking one
-(deploy/dagster.forking.yaml); figures carry CPU per job by process role.
+"""`render-assets bench` (`make bench`): the real stack under the issue's scenarios, once per
+Dagster instance file (by default the project's dagster.yaml, SQLite, beside
+deploy/dagster.production.yaml, PostgreSQL), one JSON document out (stdout and a file) and an HTML
+page beside it. See README "Benchmark" for what each figure means and how it is measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from render_assets import config
-from render_assets.bench.figures import FinishedJob, evaluate_targets, latency_figures
-from render_assets.bench.jobs import bench_job, web_app_options
-from render_assets.bench.process_sampler import SessionSampler
-from render_assets.bench.stack import PROJECT_ROOT, BenchStack, running
+from render_assets.bench import databases
+from render_assets.bench.figures import evaluate_targets
+from render_assets.bench.instances import describe, instance_file_list, instance_files, instance_labels
+from render_assets.bench.progress import log
+from render_assets.bench.report_files import write_reports
+from render_assets.bench.scenarios import (
+    RESOLUTIONS,
+    SCENARIOS,
+    SUSTAINED_LATENCY_S,
+    Sizes,
+    stack_scenarios,
+    stack_servers,
+)
+from render_assets.bench.stack import PROJECT_ROOT, BenchStack, StackError, running
 
-SUSTAINED_LATENCY_S = 13.0  # 8 s generation + 5 s upscale, as one latency of the local provider
-PARTITIONS_BATCH = 10_000
-SCENARIOS = ("single_1024", "single_4096", "burst_60", "single_1024_100k_partitions", "sustained")
-
-
-@dataclass(frozen=True)
-class Sizes:
-    single_repeats: int
-    big_repeats: int
-    burst: int
-    sustained_per_min: int
-    sustained_minutes: float
-    partitions: int
-    baseline_jobs: int
-
-    @classmethod
-    def for_mode(cls, quick: bool) -> Sizes:
-        if quick:
-            return cls(2, 1, 10, 20, 1.0, 5_000, 1)
-        return cls(5, 3, 60, 20, 5.0, 100_000, 3)
+DEFAULT_OUT = PROJECT_ROOT / ".data" / "bench"
 
 
-# (seconds after the scenario's start, job payload)
-Schedule = list[tuple[float, dict[str, Any]]]
+def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    selected = list(SCENARIOS) if args.scenario == "all" else scenario_list(args.scenario)
+    sizes = Sizes.for_mode(args.quick)
+    files = instance_files(args.dagster_yaml)
+    report: dict[str, Any] = {
+        "mode": "quick" if args.quick else "full",
+        "started_at": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "machine": {"cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
+        "instances": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="render-bench-") as folder:
+        for index, (label, path) in enumerate(zip(instance_labels(files), files, strict=True)):
+            root = Path(folder) / f"instance-{index}"
+            root.mkdir()
+            try:
+                report["instances"][label] = run_instance(label, path, root, args, selected, sizes)
+            except (StackError, OperationalError) as error:
+                # The other instance files still run: a report that says which one failed, and why.
+                log(f"{label}: the stack failed: {error}")
+                report["instances"][label] = {**describe(path), "error": str(error).splitlines()[0]}
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return report
 
 
-def _schedule(count: int, resolution: str, every_s: float = 0.0) -> Schedule:
-    return [(index * every_s, bench_job(resolution)) for index in range(count)]
-
-
-async def _drive(redis_url: str, queue_name: str, schedule: Schedule, timeout_s: float) -> list[FinishedJob]:
-    """Enqueue on schedule through BullMQ (the web app's job name and options) and collect each
-    job's BullMQ timestamps when it ends."""
-    from bullmq import Job, Queue
-
-    from render_assets.adapters.bullmq_queue import JOB_NAME
-
-    queue = Queue(queue_name, {"connection": redis_url})
-    started = time.monotonic()
-    pending: list[str] = []
-    finished: dict[str, FinishedJob] = {}
-    upcoming = list(schedule)
-    try:
-        while (upcoming or pending) and time.monotonic() - started < timeout_s:
-            while upcoming and upcoming[0][0] <= time.monotonic() - started:
-                _, data = upcoming.pop(0)
-                pending.append(str((await queue.add(JOB_NAME, data, web_app_options(data))).id))
-            for job_id in list(pending):
-                job = await Job.fromId(queue, job_id)
-                if job is None or not job.finishedOn:
-                    continue
-                state = str(await job.getState())
-                if state in ("completed", "failed"):
-                    finished[job_id] = FinishedJob(job_id, state, job.timestamp, job.finishedOn, job.failedReason)
-                    pending.remove(job_id)
-            await asyncio.sleep(0.1)
-    finally:
-        await queue.close()
-    lost = [FinishedJob(job_id, "timed_out", 0, 0, f"not finished after {timeout_s:.0f}s") for job_id in pending]
-    return list(finished.values()) + lost
-
-
-def _wait_for_workers(sampler: SessionSampler, timeout_s: float = 60) -> None:
-    # A run goes on after BullMQ hears (end events, teardown, exit); its CPU belongs to the job.
-    deadline = time.monotonic() + timeout_s
-    time.sleep(0.3)
-    while sampler.live_run_workers() and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
-def _run_scenario(
-    stack: BenchStack, sampler: SessionSampler, schedules: list[Schedule], timeout_s: float
+def run_instance(
+    label: str, dagster_yaml: Path, root: Path, args: argparse.Namespace, selected: list[str], sizes: Sizes
 ) -> dict[str, Any]:
-    """Each schedule in turn (one after the other finished); figures over all of them."""
-    load_before = os.getloadavg()
-    snapshot = sampler.snapshot()
-    jobs: list[FinishedJob] = []
-    for schedule in schedules:
-        jobs += asyncio.run(_drive(stack.redis_url, stack.queue_name, schedule, timeout_s))
-        _wait_for_workers(sampler)
-    cpu_s = sampler.cpu_since(snapshot)
-    by_role = sampler.cpu_by_role_since(snapshot)
-    workers = sampler.run_workers_since(snapshot)
-    figures = latency_figures(jobs)
-    figures.update(
-        cpu_s_total=round(cpu_s, 2),
-        cpu_s_per_job=round(cpu_s / len(jobs), 2) if jobs else None,
-        cpu_s_per_job_by_role={role: round(cpu / len(jobs), 2) for role, cpu in by_role.items()} if jobs else None,
-        run_workers=len(workers),
-        run_worker_cpu_s_mean=round(sum(w.cpu_s for w in workers) / len(workers), 2) if workers else None,
-        run_worker_peak_rss_mb=round(max(w.peak_rss_kb for w in workers) / 1024, 1) if workers else None,
-        load_average_before=[round(x, 2) for x in load_before],
-        load_average_after=[round(x, 2) for x in os.getloadavg()],
-    )
-    if all(len(schedule) == 1 for schedule in schedules):
-        # Jobs ran one at a time: throughput would only restate the latency.
-        figures.pop("throughput_jobs_per_min", None)
-    return figures
+    """Every selected scenario under one instance file: its section of the report."""
+    from render_assets.migrations import upgrade
 
-
-def _add_partitions(stack: BenchStack, count: int) -> dict[str, Any]:
-    from dagster import DagsterInstance
-
-    instance = DagsterInstance.from_config(str(stack.home))
-    started = time.perf_counter()
-    try:
-        for first in range(0, count, PARTITIONS_BATCH):
-            keys = [f"bench-old-{index:07d}" for index in range(first, min(count, first + PARTITIONS_BATCH))]
-            instance.add_dynamic_partitions("render_jobs", keys)
-        total = len(instance.get_dynamic_partitions("render_jobs"))
-    finally:
-        instance.dispose()
-    return {"partitions_added": count, "partitions_total": total, "add_s": round(time.perf_counter() - started, 1)}
+    section = describe(dagster_yaml)
+    storage = section["dagster_storage"]
+    database_url = databases.project_database(storage, args.database_url, root)
+    section.update(project_database="postgresql" if databases.is_postgres(database_url) else "sqlite")
+    section.update(warmup={}, scenarios={})
+    upgrade(database_url)
+    groups = [
+        (0.0, [name for name in selected if name != "sustained"]),
+        (SUSTAINED_LATENCY_S, [name for name in selected if name == "sustained"]),
+    ]
+    for latency_s, names in groups:
+        if not names:
+            continue
+        # A fresh Dagster storage per stack: the sustained scenario must not find the 100k partitions.
+        instance_env = databases.dagster_storage_env(storage, databases.server_url(args.database_url))
+        stack = BenchStack(
+            root / f"stack-{latency_s:g}",
+            args.redis_url,
+            database_url,
+            latency_s,
+            dagster_yaml=dagster_yaml,
+            instance_env=instance_env,
+        )
+        log(
+            f"{label}: starting dagster-daemon ({section['run_launcher']}, {storage} storage, "
+            f"provider latency {latency_s:g} s) ..."
+        )
+        servers = stack_servers(stack)
+        section["servers_counted"] = [f"{server.role} (pid {server.pid})" for server in servers]
+        with running(stack):
+            log(f"{label}: stack up; queue {stack.queue_name}; CPU counted too: {section['servers_counted']}")
+            warmup, figures = stack_scenarios(label, stack, servers, names, sizes)
+            section["warmup"][f"latency_{latency_s:g}s"] = warmup
+            section["scenarios"].update(figures)
+    baselines: dict[str, Any] = {}
+    for resolution in sorted({RESOLUTIONS.get(name, "1024x1024") for name in selected}):
+        log(f"{label}: baseline without Dagster at {resolution} ...")
+        baselines[resolution] = _baseline(database_url, args.redis_url, resolution, sizes.baseline_jobs)
+    section["baseline_without_dagster"] = baselines
+    for name, figures in section["scenarios"].items():
+        base = baselines.get(RESOLUTIONS.get(name, "1024x1024"), {})
+        if figures.get("cpu_s_per_job_stack") and base.get("cpu_s_per_job"):
+            # Like with like: the baseline process's own CPU against the daemon session's.
+            figures["overhead_ratio_cpu"] = round(figures["cpu_s_per_job_stack"] / base["cpu_s_per_job"], 2)
+    section["targets"] = evaluate_targets(section["scenarios"], storage)
+    return section
 
 
 def _baseline(database_url: str, redis_url: str, resolution: str, count: int) -> dict[str, Any]:
@@ -162,118 +131,22 @@ def _baseline(database_url: str, redis_url: str, resolution: str, count: int) ->
     return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
 
 
-def _stack_scenarios(
-    stack: BenchStack, selected: list[str], sizes: Sizes, log: Callable[[str], None]
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """(the warm-up job's figures, each scenario's figures)."""
-    results: dict[str, dict[str, Any]] = {}
-    sampler = SessionSampler(stack.session_id).start()
-    try:
-        # One job first, not counted: a long-running daemon is warm (the code server has loaded the
-        # code; a forking launcher's template has imported it), and each launcher warms differently.
-        warmup = _run_scenario(stack, sampler, [_schedule(1, "1024x1024")], 240)
-        log(f"warm-up job: {json.dumps(warmup)}")
-        plans: dict[str, Callable[[], dict[str, Any]]] = {
-            "single_1024": lambda: _run_scenario(
-                stack, sampler, [_schedule(1, "1024x1024") for _ in range(sizes.single_repeats)], 120
-            ),
-            "single_4096": lambda: _run_scenario(
-                stack, sampler, [_schedule(1, "4096x4096") for _ in range(sizes.big_repeats)], 180
-            ),
-            "burst_60": lambda: _run_scenario(stack, sampler, [_schedule(sizes.burst, "1024x1024")], 900),
-            "single_1024_100k_partitions": lambda: {
-                **_add_partitions(stack, sizes.partitions),
-                **_run_scenario(stack, sampler, [_schedule(1, "1024x1024") for _ in range(sizes.single_repeats)], 120),
-            },
-            "sustained": lambda: _run_scenario(
-                stack,
-                sampler,
-                [
-                    _schedule(
-                        int(sizes.sustained_per_min * sizes.sustained_minutes),
-                        "1024x1024",
-                        every_s=60 / sizes.sustained_per_min,
-                    )
-                ],
-                sizes.sustained_minutes * 60 + 600,
-            ),
-        }
-        for name in selected:
-            log(f"scenario {name} ...")
-            results[name] = plans[name]()
-            log(f"scenario {name}: {json.dumps(results[name])}")
-    finally:
-        sampler.stop()
-    return warmup, results
-
-
-def run_bench(args: argparse.Namespace) -> dict[str, Any]:
-    selected = list(SCENARIOS) if args.scenario == "all" else scenario_list(args.scenario)
-    sizes = Sizes.for_mode(args.quick)
-
-    def log(line: str) -> None:
-        print(f"[bench {time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
-
-    dagster_yaml = Path(args.dagster_yaml).resolve()
-    report: dict[str, Any] = {
-        "mode": "quick" if args.quick else "full",
-        "machine": {"cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
-        "dagster_yaml": str(dagster_yaml),
-        "run_launcher": run_launcher_of(dagster_yaml),
-        "warmup": {},
-        "scenarios": {},
-    }
-    with tempfile.TemporaryDirectory(prefix="render-bench-") as folder:
-        root = Path(folder)
-        database_url = args.database_url or f"sqlite:///{root / 'render_assets.db'}"
-        report["database"] = "postgresql" if database_url.startswith("postgres") else "sqlite"
-        from render_assets.migrations import upgrade
-
-        upgrade(database_url)
-        groups = [
-            (0.0, [name for name in selected if name != "sustained"]),
-            (SUSTAINED_LATENCY_S, [name for name in selected if name == "sustained"]),
-        ]
-        for latency_s, names in groups:
-            if not names:
-                continue
-            stack = BenchStack(
-                root / f"stack-{latency_s:g}", args.redis_url, database_url, latency_s, dagster_yaml=dagster_yaml
-            )
-            log(f"starting dagster-daemon (provider latency {latency_s:g} s, {report['run_launcher']}) ...")
-            with running(stack):
-                log(f"stack up; queue {stack.queue_name}")
-                warmup, figures = _stack_scenarios(stack, names, sizes, log)
-                report["warmup"][f"latency_{latency_s:g}s"] = warmup
-                report["scenarios"].update(figures)
-        resolutions = {"single_4096": "4096x4096"}
-        for resolution in sorted({resolutions.get(name, "1024x1024") for name in selected}):
-            log(f"baseline without Dagster at {resolution} ...")
-            report.setdefault("baseline_without_dagster", {})[resolution] = _baseline(
-                database_url, args.redis_url, resolution, sizes.baseline_jobs
-            )
-    for name, figures in report["scenarios"].items():
-        base = report.get("baseline_without_dagster", {}).get(resolutions.get(name, "1024x1024"), {})
-        if figures.get("cpu_s_per_job") and base.get("cpu_s_per_job"):
-            figures["overhead_ratio_cpu"] = round(figures["cpu_s_per_job"] / base["cpu_s_per_job"], 2)
-    report["targets"] = evaluate_targets(report["scenarios"])
-    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    return report
-
-
-def run_launcher_of(dagster_yaml: Path) -> str:
-    """The run launcher class an instance file configures (Dagster's default when it names none)."""
-    import yaml
-
-    settings = yaml.safe_load(dagster_yaml.read_text()) or {}
-    launcher = settings.get("run_launcher") or {}
-    return str(launcher.get("class", "DefaultRunLauncher"))
+def log_targets(report: dict[str, Any]) -> None:
+    for label, section in report["instances"].items():
+        if "error" in section:
+            log(f"{label}: no figures ({section['error']})")
+        for verdict in section.get("targets", []):
+            log(f"{label}: {verdict['target']}: {verdict['figure']} {'met' if verdict['met'] else 'NOT met'}")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     report = run_bench(args)
-    print(json.dumps(report, indent=2))
-    return 0
+    print(json.dumps(report, indent=2), flush=True)
+    log_targets(report)
+    json_path, html_path = write_reports(report, Path(args.out))
+    log(f"report: {html_path}")
+    log(f"report: {json_path}")
+    return 1 if any("error" in section for section in report["instances"].values()) else 0
 
 
 def scenario_list(text: str) -> list[str]:
@@ -299,13 +172,21 @@ def add_bench_command(commands: Any) -> None:
     bench.add_argument(
         "--database-url",
         default=config.BENCH_DATABASE_URL.value(),
-        help="the project database (PostgreSQL); default BENCH_DATABASE_URL, else a temporary SQLite file",
+        help="the project database (PostgreSQL) for every instance file; default BENCH_DATABASE_URL, else "
+        f"a {databases.PROJECT_DATABASE} database beside a PostgreSQL Dagster storage, a temporary SQLite file "
+        "beside a SQLite one",
     )
     bench.add_argument("--redis-url", default=config.REDIS_URL.value())
     bench.add_argument(
         "--dagster-yaml",
-        default=str(PROJECT_ROOT / "dagster.yaml"),
-        help="the Dagster instance file for the stack (default: the project's dagster.yaml; "
-        "deploy/dagster.forking.yaml for the forking run launcher)",
+        type=instance_file_list,
+        action="extend",
+        help="a Dagster instance file to run the scenarios under; repeat it or separate files with commas "
+        "(default: dagster.yaml and deploy/dagster.production.yaml)",
+    )
+    bench.add_argument(
+        "--out",
+        default=str(DEFAULT_OUT),
+        help="folder for bench-report.json and bench-report.html (default .data/bench)",
     )
     bench.set_defaults(run=cmd_bench)
