@@ -19,9 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from render_assets.domain.queue_contract import job_options
-from render_assets_tests.e2e.conftest import NODE_DIR, RenderStack, _executable, build_stack, running
+from render_assets_tests.e2e.conftest import NODE_DIR, PROJECT_ROOT, RenderStack, _executable, build_stack, running
 from render_assets_tests.e2e.helpers import audit_is_clean, ledger, queue_of, row, wait_for
 from render_assets_tests.payloads import web_app_job
 from render_assets_tests.progress_server import read_sse, server_process
@@ -29,6 +30,7 @@ from render_assets_tests.progress_server import read_sse, server_process
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 LATENCY_S = 8.0  # the local provider's generation: the window a running render is cancelled in
+RUN_SLOTS = 4  # four jobs fill the slots; a fifth waits in BullMQ to be cancelled before its claim
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +38,16 @@ def cancel_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RenderSta
     from render_assets.migrations import scratch_database
     from render_assets_tests.conftest import POSTGRES_ADMIN_URL
 
+    root = tmp_path_factory.mktemp("cancel_stack")
+    settings = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    settings["run_coordinator"]["config"]["max_concurrent_runs"] = RUN_SLOTS
+    (root / "dagster.yaml").write_text(yaml.safe_dump(settings))
     with scratch_database(POSTGRES_ADMIN_URL, "render_assets_e2e") as database_url:
         stack = build_stack(
-            tmp_path_factory.mktemp("cancel_stack"),
+            root / "stack",
             database_url,
             overrides={"LOCAL_PROVIDER_LATENCY_S": f"{LATENCY_S:g}", "RENDER_RECONCILE_INTERVAL_S": "1"},
+            dagster_yaml=root / "dagster.yaml",
         )
         with running(stack):
             yield stack
