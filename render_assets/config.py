@@ -99,13 +99,13 @@ RENDER_RECONCILE_INTERVAL_S = Variable("RENDER_RECONCILE_INTERVAL_S", "30", "Sec
 RENDER_CLAIM_GRACE_S = Variable("RENDER_CLAIM_GRACE_S", "120", "How long a claim may wait for its run to start")
 RENDER_SENSOR_INTERVAL_S = Variable(
     "RENDER_SENSOR_INTERVAL_S",
-    "5",
-    "Seconds between queue sensor ticks (Dagster's sensor daemon loops every 5 s at best)",
+    "1",
+    "Least seconds between the starts of two queue sensor ticks (an idle tick lasts RENDER_CLAIM_WAIT_S)",
 )
 RENDER_CLAIM_WAIT_S = Variable(
     "RENDER_CLAIM_WAIT_S",
     "4.2",
-    "Seconds an idle queue-sensor tick waits on BullMQ for a job (under the daemon's 5 s sensor loop)",
+    "Seconds an idle queue-sensor tick waits on BullMQ for a job",
 )
 RENDER_MAX_CONCURRENT_RUNS = Variable(
     "RENDER_MAX_CONCURRENT_RUNS", "4", "Run slots when the instance has no run queue limit of its own"

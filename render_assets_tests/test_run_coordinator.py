@@ -14,6 +14,8 @@ from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobO
 from dagster._core.run_coordinator import SubmitRunContext
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
+from render_assets.launcher import RenderRunCoordinator
+from render_assets.launcher.sensor_loop import DAGSTER_SENSOR_LOOP_S, sensor_loop, set_sensor_loop
 from render_assets.run_identity import BULL_JOB_TAG, PARTITION_TAG, RUN_KEY_TAG
 from render_assets.sensors.render_jobs import run_slots
 
@@ -105,3 +107,22 @@ def test_a_claimed_render_run_starts_at_once(instance: DagsterInstance) -> None:
 def test_every_other_run_waits_in_the_queue(instance: DagsterInstance, tags: dict[str, str]) -> None:
     assert submitted(instance, tags) == DagsterRunStatus.QUEUED
     assert LAUNCHED == []
+
+
+def test_the_instance_file_sets_how_often_the_sensor_daemon_loops() -> None:
+    overrides = {
+        "run_coordinator": {
+            "module": "render_assets.launcher",
+            "class": "RenderRunCoordinator",
+            "config": {"max_concurrent_runs": 3, "sensor_loop_seconds": 0.5},
+        }
+    }
+    try:
+        with dagster_test_instance(overrides=overrides) as dagster_instance:
+            assert isinstance(dagster_instance.run_coordinator, RenderRunCoordinator)
+            assert sensor_loop() == 0.5
+            assert run_slots(dagster_instance) == 3
+    finally:
+        set_sensor_loop(DAGSTER_SENSOR_LOOP_S)
+    with pytest.raises(ValueError, match="sensor_loop_seconds"):
+        set_sensor_loop(0)

@@ -8,19 +8,28 @@ from the sensor daemon as it is submitted. Every other run (launched from the UI
 re-execution, an operator's re-render) is queued and dequeued under the same limits as before.
 Pools still apply to every run: `raw_render` waits for an `image_providers` slot when it starts.
 
+`sensor_loop_seconds` sets how often the sensor daemon (in the same process as the coordinator)
+looks for sensors due for a tick; see `sensor_loop.py`.
+
 dagster.yaml:
 
     run_coordinator:
       module: render_assets.launcher
       class: RenderRunCoordinator
-      config: {max_concurrent_runs: 4, ...}   # QueuedRunCoordinator's settings
+      config: {max_concurrent_runs: 4, sensor_loop_seconds: 0.5, ...}   # and QueuedRunCoordinator's
 """
 
 from __future__ import annotations
 
-from dagster import DagsterRun, DagsterRunStatus
-from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
+from collections.abc import Mapping
+from typing import Any, Self
 
+from dagster import DagsterRun, DagsterRunStatus, Field
+from dagster._config.config_schema import UserConfigSchema
+from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
+from dagster._serdes import ConfigurableClassData
+
+from render_assets.launcher.sensor_loop import DAGSTER_SENSOR_LOOP_S, set_sensor_loop
 from render_assets.run_identity import BULL_JOB_TAG, RunIdentity
 
 
@@ -30,6 +39,23 @@ def holds_a_claimed_slot(run: DagsterRun) -> bool:
 
 
 class RenderRunCoordinator(QueuedRunCoordinator):
+    @classmethod
+    def config_type(cls) -> UserConfigSchema:
+        return {
+            **dict(super().config_type()),  # type: ignore[arg-type]
+            "sensor_loop_seconds": Field(
+                float,
+                is_required=False,
+                default_value=DAGSTER_SENSOR_LOOP_S,
+                description="How often the sensor daemon looks for sensors due for a tick.",
+            ),
+        }
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]) -> Self:
+        set_sensor_loop(float(config_value.get("sensor_loop_seconds", DAGSTER_SENSOR_LOOP_S)))
+        return super().from_config_value(inst_data, config_value)
+
     def submit_run(self, context: SubmitRunContext) -> DagsterRun:
         run = context.dagster_run
         if run.status != DagsterRunStatus.NOT_STARTED or not holds_a_claimed_slot(run):
