@@ -95,6 +95,16 @@ def held_pg_config() -> UserConfigSchema:
     return schema
 
 
+def _arguments(config_value: Mapping[str, Any]) -> dict[str, Any]:
+    """A storage's constructor arguments from its dagster.yaml block, read as upstream reads them."""
+    return {
+        "postgres_url": pg_url_from_config(config_value),
+        "should_autocreate_tables": config_value.get("should_autocreate_tables", True),
+        "token_provider": get_token_provider_from_config(config_value),
+        "pool": PoolSettings.from_config(config_value),
+    }
+
+
 # Every engine made here, so that a forked child can drop what it inherited (weak: an engine
 # goes when its instance does).
 _ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -177,13 +187,7 @@ class _HeldEngine:
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]) -> Self:
-        return cls(
-            pg_url_from_config(config_value),
-            config_value.get("should_autocreate_tables", True),
-            inst_data,
-            get_token_provider_from_config(config_value),
-            pool=PoolSettings.from_config(config_value),
-        )
+        return cls(inst_data=inst_data, **_arguments(config_value))
 
     def dispose(self) -> None:
         super().dispose()  # type: ignore[misc]  # upstream's (the event log's stops its watcher)
@@ -242,13 +246,7 @@ class HeldPostgresStorage(DagsterPostgresStorage):
     def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> HeldPostgresStorage:
-        return cls(
-            pg_url_from_config(config_value),
-            config_value.get("should_autocreate_tables", True),
-            inst_data,
-            get_token_provider_from_config(config_value),
-            pool=PoolSettings.from_config(config_value),
-        )
+        return cls(inst_data=inst_data, **_arguments(config_value))
 
     def _data(self, class_name: str) -> ConfigurableClassData | None:
         return ConfigurableClassData(MODULE, class_name, self.inst_data.config_yaml) if self.inst_data else None
