@@ -21,8 +21,8 @@ def test_percentiles_are_latencies_some_job_had() -> None:
 
 def test_latency_and_throughput_come_from_enqueue_and_finish_times() -> None:
     jobs = [
-        FinishedJob("1", "completed", enqueued_ms=0, finished_ms=2_000),
-        FinishedJob("2", "completed", enqueued_ms=0, finished_ms=30_000),
+        FinishedJob("1", "completed", enqueued_ms=0, finished_ms=2_000, claimed_ms=40),
+        FinishedJob("2", "completed", enqueued_ms=0, finished_ms=30_000, claimed_ms=900),
         FinishedJob("3", "failed", enqueued_ms=0, finished_ms=5_000, failed_reason="quality check failed"),
     ]
     figures = latency_figures(jobs)
@@ -31,17 +31,20 @@ def test_latency_and_throughput_come_from_enqueue_and_finish_times() -> None:
     assert figures["latencies_s"] == [2.0, 30.0]  # completed jobs only, for the report's plot
     assert figures["throughput_jobs_per_min"] == 4.0  # 2 jobs in 30 s
     assert figures["failed_reasons"] == ["quality check failed"]
+    assert (figures["claim_p50_s"], figures["claim_p95_s"]) == (0.04, 0.9)  # enqueue to BullMQ's processedOn
 
 
 def test_targets_are_marked_with_their_figures() -> None:
     scenarios = {
-        "single_1024": {"latency_p50_s": 5.0, "cpu_s_per_job": 4.0},
+        "single_1024": {"latency_p50_s": 5.0, "cpu_s_per_job": 4.0, "claim_p50_s": 0.02, "claim_p95_s": 1.5},
         "burst_60": {"throughput_jobs_per_min": 61.0, "cpu_s_per_job": 1.6},
         "sustained": {"latency_p95_s": 40.0, "failed": 1},
         "single_1024_100k_partitions": {"latency_p50_s": 5.5, "cpu_s_per_job": 5.0},
     }
     verdicts = {v["target"]: (v["figure"], v["met"]) for v in evaluate_targets(scenarios)}
     assert verdicts["single 1024x1024 p50 <= 3 s"] == (5.0, False)
+    assert verdicts["single 1024x1024 enqueue to claimed p50 <= 0.1 s"] == (0.02, True)
+    assert verdicts["single 1024x1024 enqueue to claimed p95 <= 1 s"] == (1.5, False)
     assert verdicts["burst throughput >= 60 jobs/min"] == (61.0, True)
     assert verdicts["burst CPU per job (database servers included) <= 1.5 s"] == (1.6, False)
     assert verdicts["sustained p95 <= 60 s"] == (40.0, True)

@@ -81,7 +81,9 @@ async def drive(
                     continue
                 state = str(await job.getState())
                 if state in ("completed", "failed"):
-                    finished[job_id] = FinishedJob(job_id, state, job.timestamp, job.finishedOn, job.failedReason)
+                    finished[job_id] = FinishedJob(
+                        job_id, state, job.timestamp, job.finishedOn, job.failedReason, job.processedOn or None
+                    )
                     pending.remove(job_id)
                     progress.job_finished(state == "completed")
             progress.tick()
