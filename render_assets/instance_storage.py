@@ -26,7 +26,9 @@ it is garbage collected (a DagsterInstance disposes its run and event log storag
 
 from __future__ import annotations
 
+import math
 import os
+import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,12 +46,15 @@ from dagster_postgres import (
     PostgresScheduleStorage,
 )
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 if TYPE_CHECKING:
     from dagster_postgres.auth import PgTokenProvider
 
 MODULE = __name__
+# How long a partition seen to exist is taken to exist without asking again: a run's steps look
+# its partition up about 40 times within seconds; another process may delete it (retention).
+PARTITION_MEMORY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -202,7 +207,48 @@ class HeldPostgresRunStorage(_HeldEngine, PostgresRunStorage):
 
 
 class HeldPostgresEventLogStorage(_HeldEngine, PostgresEventLogStorage):
-    """dagster-postgres's event log storage on a held engine."""
+    """dagster-postgres's event log storage on a held engine, which also remembers what it has
+    already asked the server. Upstream inspects the schema before statements (has the
+    `dynamic_partitions` table, has an asset-key column: catalogue queries) and looks a
+    render's partition up again for every step: in a render run's profile, 52 such round trips.
+    Only answers that stay true are kept: a table or column that exists (migrations add them);
+    a partition that exists, for `PARTITION_MEMORY_S` (the retention sensor deletes old ones).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._existing_tables: set[str] = set()
+        self._existing_asset_key_columns: set[str] = set()
+        self._partitions_seen: dict[tuple[str, str], float] = {}  # -> monotonic time seen
+        super().__init__(*args, **kwargs)
+
+    def has_table(self, table_name: str) -> bool:
+        if table_name in self._existing_tables:
+            return True
+        exists = super().has_table(table_name)
+        if exists:
+            self._existing_tables.add(table_name)
+        return exists
+
+    def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
+        if column_name in self._existing_asset_key_columns:
+            return True
+        exists = super()._has_asset_key_col_on_connection(conn, column_name)
+        if exists:
+            self._existing_asset_key_columns.add(column_name)
+        return exists
+
+    def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
+        key, now = (partitions_def_name, partition_key), time.monotonic()
+        if now - self._partitions_seen.get(key, -math.inf) < PARTITION_MEMORY_S:
+            return True
+        exists = super().has_dynamic_partition(partitions_def_name, partition_key)
+        if exists:
+            self._partitions_seen[key] = now
+        return exists
+
+    def delete_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> None:
+        self._partitions_seen.pop((partitions_def_name, partition_key), None)
+        super().delete_dynamic_partition(partitions_def_name, partition_key)
 
 
 class HeldPostgresScheduleStorage(_HeldEngine, PostgresScheduleStorage):

@@ -25,6 +25,7 @@ from dagster._core.test_utils import create_run_for_test
 from sqlalchemy import Engine, create_engine, event, make_url, text
 
 from render_assets.instance_storage import (
+    PARTITION_MEMORY_S,
     HeldPostgresEventLogStorage,
     HeldPostgresRunStorage,
     HeldPostgresScheduleStorage,
@@ -293,3 +294,43 @@ def test_separate_storage_blocks_take_the_same_config(pg_environment: None, tmp_
         assert len(engines_of(separate)) == 3  # a pool each
         assert separate.get_run_by_id(run.run_id) is not None
         schedule_storage.dispose()  # the instance disposes of the other two only
+
+
+class Statements:
+    """Statements an instance's engines send (SQLAlchemy's `before_cursor_execute` event)."""
+
+    def __init__(self, instance: DagsterInstance) -> None:
+        self.sent: list[str] = []
+        for engine in engines_of(instance):
+            event.listen(engine, "before_cursor_execute", self._sent)
+
+    def _sent(self, _conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.strip().upper() != "SELECT 1":  # the pool's pre-ping, not the storage's
+            self.sent.append(statement)
+
+
+def test_a_partition_and_the_schema_are_looked_up_once_and_a_deleted_partition_again(
+    instance: DagsterInstance, upstream: DagsterInstance
+) -> None:
+    storage = storages_of(instance)[1]
+    instance.add_dynamic_partitions("renders", ["r-1"])
+    assert storage.has_dynamic_partition("renders", "r-1")  # asked once: the server says yes
+    assert not storage.has_dynamic_partition("renders", "r-2")
+    statements = Statements(instance)
+
+    for _ in range(5):  # as a run's steps ask
+        assert storage.has_dynamic_partition("renders", "r-1")
+        assert storage.has_asset_key_index_cols() in (True, False)
+    assert not storage.has_dynamic_partition("renders", "r-2")  # a missing one is asked again
+    asked = len(statements.sent)
+    assert asked <= 3, statements.sent  # r-2, and the asset-key columns once
+
+    instance.delete_dynamic_partition("renders", "r-1")
+    assert not storage.has_dynamic_partition("renders", "r-1")  # forgotten when deleted here
+    instance.add_dynamic_partitions("renders", ["r-1"])
+    assert storage.has_dynamic_partition("renders", "r-1")
+    # Deleted by another process (the retention sensor's): believed for PARTITION_MEMORY_S at most.
+    upstream.delete_dynamic_partition("renders", "r-1")
+    assert storage.has_dynamic_partition("renders", "r-1")
+    storage._partitions_seen[("renders", "r-1")] -= PARTITION_MEMORY_S
+    assert not storage.has_dynamic_partition("renders", "r-1")
