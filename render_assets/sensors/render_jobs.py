@@ -95,17 +95,16 @@ def render_job_sensor(
     free = run_slots(context.instance) - busy_runs(context.instance) - len(leftover)
     availability = providers.availability()
     wanted = claims.claims_while(availability, free, renders_starting=claims.starting(db))
-    progress = ProgressPublisher(db, bull, queue.events())
-
-    def claim() -> claims.TickOutcome:
-        return claims.claim_jobs(
-            db, bull, wanted, deployment=deployment, source_hosts=providers.source_hosts(), progress=progress
-        )
-
-    outcome = claim()
     # Only an idle tick waits: one with runs to request returns them at once.
-    while not leftover and not outcome.runs and wanted > 0 and bull.wait_for_work(deadline - time.monotonic()):
-        outcome = claim().merged_after(outcome)
+    outcome = claims.claim_arriving(
+        db,
+        bull,
+        wanted,
+        wait_until=time.monotonic() if leftover else deadline,
+        deployment=deployment,
+        source_hosts=providers.source_hosts(),
+        progress=ProgressPublisher(db, bull, queue.events()),
+    )
     runs = leftover + outcome.runs
     for job_id, reason in outcome.rejected.items():
         context.log.warning(f"BullMQ job {job_id} rejected: {reason}")

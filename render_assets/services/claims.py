@@ -10,6 +10,7 @@ lock expires.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from render_assets.adapters.bullmq_queue import JOB_NAME, BullQueue, ClaimedJob, JobRef
@@ -126,6 +127,30 @@ def claim_jobs(
                 outcome.handed_back.append(claimed.job_id)
             except Exception:
                 log.exception("could not hand job %s back; its lock will expire", claimed.job_id)
+    return outcome
+
+
+def claim_arriving(
+    database: Database,
+    queue: BullQueue,
+    max_jobs: int,
+    *,
+    wait_until: float,
+    deployment: str,
+    source_hosts: HostAllowlist | None = None,
+    progress: ProgressPublisher | None = None,
+) -> TickOutcome:
+    """`claim_jobs`, and when that finds nothing to start while there is room to claim, waits on
+    BullMQ until `wait_until` (a `time.monotonic()` time) and claims the jobs as they arrive."""
+
+    def claim() -> TickOutcome:
+        return claim_jobs(
+            database, queue, max_jobs, deployment=deployment, source_hosts=source_hosts, progress=progress
+        )
+
+    outcome = claim()
+    while not outcome.runs and max_jobs > 0 and queue.wait_for_work(wait_until - time.monotonic()):
+        outcome = claim().merged_after(outcome)
     return outcome
 
 
