@@ -33,4 +33,4 @@ EXPOSE 3000 4000
 # worker is healthy while it runs (render_assets/container_health.py; milliseconds, no Dagster import).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python3", "-m", "render_assets.container_health"]
-CMD ["dagster", "code-server", "start", "--host", "0.0.0.0", "--port", "4000", "--module-name", "render_assets.definitions"]
+CMD ["dagster", "code-server", "start", "--host", "0.0.0.0", "--port", "4000", "--module-name", "render_assets.orchestration.definitions"]

@@ -43,7 +43,7 @@ run: install redis
 	$(BIN)/render-assets db upgrade
 	$(BIN)/render-assets enqueue examples/*.json
 	$(BIN)/render-assets serve --host 127.0.0.1 --port 8000 & server=$$!; \
-	$(BIN)/dagster code-server start -h 127.0.0.1 -p $(CODE_SERVER_PORT) -m render_assets.definitions \
+	$(BIN)/dagster code-server start -h 127.0.0.1 -p $(CODE_SERVER_PORT) -m render_assets.orchestration.definitions \
 		--location-name render_assets & code=$$!; \
 	trap "kill $$server $$code 2>/dev/null" EXIT; \
 	until $(BIN)/dagster api grpc-health-check -h 127.0.0.1 -p $(CODE_SERVER_PORT) >/dev/null 2>&1; do \
@@ -65,7 +65,7 @@ bench-delivery: install
 	$(BIN)/python -m render_assets.bench.delivery
 bench-phash: install ; $(BIN)/python -m render_assets.bench.phash_lookup  # lookup p50/p95 at 10k, 100k, 1M hashes (PostgreSQL)
 bench-progress: install ; $(BIN)/python -m render_assets.bench.progress_events  # publisher cost; SSE fan-out to 1/50/200 clients
-bench-poison: install ; $(BIN)/python -m render_assets.bench.poisoned_images  # peak RSS refusing each poisoned provider reply vs decoding valid 4K ones, a fresh process each (~4 min)
+bench-poison: install ; $(BIN)/python -m render_assets_tests.benchmarks.poisoned_images  # peak RSS refusing each poisoned provider reply vs decoding valid 4K ones, a fresh process each (~4 min)
 bench: install redis ; @$(BIN)/render-assets bench --out $(DATA)/bench $(BENCH_ARGS)  # the real stack under the issue's scenarios, dagster.yaml and deploy/dagster.production.yaml side by side: JSON on stdout, bench-report.{json,html} in $(DATA)/bench (BENCH_ARGS=--quick for a smoke run)
 
 # The image every role runs in (Dockerfile). On a machine without a container registry the base is

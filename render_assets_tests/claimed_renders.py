@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from render_assets.adapters.bullmq_queue import BullQueue
-from render_assets.domain import ledger, renders
-from render_assets.domain.database import Database
-from render_assets.domain.models import CreditTransaction
 from render_assets.domain.payload import parse_job
 from render_assets.domain.queue_contract import job_options
+from render_assets.persistence import ledger, renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import CreditTransaction
 from render_assets.services.claims import claim_jobs
 from render_assets_tests.payloads import web_app_job
 

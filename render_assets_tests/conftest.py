@@ -13,8 +13,8 @@ import redis
 from sqlalchemy import create_engine, text
 
 from render_assets.adapters.bullmq_queue import BullQueue
-from render_assets.domain.database import Database
 from render_assets.migrations import scratch_database, upgrade
+from render_assets.persistence.database import Database
 from render_assets_tests.fault_proxy import FaultProxy, fault_proxy
 from render_assets_tests.webhook_inbox import WebhookInbox
 

@@ -22,11 +22,11 @@ from sse_starlette.sse import AppStatus
 
 from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.adapters.event_stream import EventStream
-from render_assets.domain import renders
-from render_assets.domain.database import Database
 from render_assets.domain.payload import parse_job
 from render_assets.domain.progress import Progress, Stage
-from render_assets.domain.renders import BullClaim
+from render_assets.persistence import renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.renders import BullClaim
 from render_assets.services.progress import ProgressPublisher
 from render_assets.web.app import create_app
 from render_assets.web.settings import WebSettings

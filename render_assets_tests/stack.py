@@ -13,17 +13,22 @@ from dagster import DagsterInstance, Definitions, ExecuteInProcessResult, RunReq
 from dagster import instance_for_test as dagster_test_instance
 
 from render_assets.adapters.bullmq_queue import BullQueue
-from render_assets.definitions import build_definitions
-from render_assets.domain.database import Database
-from render_assets.domain.models import CreditTransaction
 from render_assets.domain.payload import parse_job
 from render_assets.domain.queue_contract import job_options
-from render_assets.io_managers import BlobIOManager
-from render_assets.resources import BlobStorageResource, DatabaseResource, ProvidersResource, RenderQueueResource
-from render_assets.resources.alerts import FailureAlertsResource
-from render_assets.resources.webhooks import WebhooksResource
-from render_assets.sensors import render_job_sensor
-from render_assets.sensors.deployment import deployment_id
+from render_assets.orchestration.definitions import build_definitions
+from render_assets.orchestration.io_managers import BlobIOManager
+from render_assets.orchestration.resources import (
+    BlobStorageResource,
+    DatabaseResource,
+    ProvidersResource,
+    RenderQueueResource,
+)
+from render_assets.orchestration.resources.alerts import FailureAlertsResource
+from render_assets.orchestration.resources.webhooks import WebhooksResource
+from render_assets.orchestration.sensors import render_job_sensor
+from render_assets.orchestration.sensors.deployment import deployment_id
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import CreditTransaction
 from render_assets_tests.conftest import REDIS_URL
 
 

@@ -29,10 +29,10 @@ from PIL import Image
 
 from render_assets.adapters.blob_storage import GcsBlobStore, LocalBlobStore, checked_key
 from render_assets.cli import main
-from render_assets.domain.database import Database
 from render_assets.domain.object_keys import SAFE_ID, object_key, render_folder
 from render_assets.domain.payload import InvalidJob, parse_job
 from render_assets.domain.progress import Stage
+from render_assets.persistence.database import Database
 from render_assets.services import delivery
 from render_assets.web import access_log, auth
 from render_assets.web.auth import MAX_TTL_S, mint_token, verify_token

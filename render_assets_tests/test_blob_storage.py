@@ -17,7 +17,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import storage
 
 from render_assets.adapters.blob_storage import BlobStore, GcsBlobStore, LocalBlobStore, open_blob_store
-from render_assets.resources import BlobStorageResource
+from render_assets.orchestration.resources import BlobStorageResource
 from render_assets_tests.service_account import SIGNER_EMAIL, throwaway_credentials
 
 UNSAFE_KEYS = ["../x", "/abs", "a//b", "a/./b", "a b", "a/../../b", "", "a/", "..", "a\\b", "é.png"]

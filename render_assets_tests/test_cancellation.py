@@ -17,9 +17,9 @@ import redis
 from render_assets import cli
 from render_assets.adapters.cancel_signals import CancelSignals
 from render_assets.adapters.run_liveness import Heartbeat
-from render_assets.domain import ledger, renders
-from render_assets.domain.models import RenderStatus
 from render_assets.domain.object_keys import render_folder
+from render_assets.persistence import ledger, renders
+from render_assets.persistence.models import RenderStatus
 from render_assets.services import cancellation
 from render_assets.services.audit import audit
 from render_assets.services.progress import ProgressPublisher

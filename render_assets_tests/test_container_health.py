@@ -24,8 +24,11 @@ def test_the_command_is_read_after_docker_init() -> None:
     [
         ("/opt/render-assets/bin/dagster-webserver --host 0.0.0.0 -p 3001", Probe("http", 3001, "/server_info")),
         ("dagster-webserver --grpc-host code-server --grpc-port 4000", Probe("http", 3000, "/server_info")),
-        ("dagster code-server start --host 0.0.0.0 --port 4000 -m render_assets.definitions", Probe("tcp", 4000)),
-        ("dagster api grpc --port=4100 -m render_assets.definitions", Probe("tcp", 4100)),
+        (
+            "dagster code-server start --host 0.0.0.0 --port 4000 -m render_assets.orchestration.definitions",
+            Probe("tcp", 4000),
+        ),
+        ("dagster api grpc --port=4100 -m render_assets.orchestration.definitions", Probe("tcp", 4100)),
         ("render-assets serve --host 0.0.0.0 --port 8001", Probe("http", 8001, "/healthz")),
         ("dagster-daemon run --grpc-host code-server --grpc-port 4000", Probe("process")),
         ("dagster api execute_run {}", Probe("process")),  # a run worker

@@ -7,7 +7,7 @@ import sys
 
 from dagster import AssetKey, DefaultSensorStatus
 
-from render_assets.definitions import defs
+from render_assets.orchestration.definitions import defs
 
 
 def test_the_render_job_materializes_the_four_assets_in_order() -> None:
@@ -47,7 +47,7 @@ def test_the_queue_sensor_runs_without_a_click_in_the_ui() -> None:
 def test_the_code_location_imports_no_provider_or_cloud_sdk() -> None:
     """Heavy SDKs are imported where used, so the code server and each run start fast."""
     probe = (
-        "import sys, render_assets.definitions; "
+        "import sys, render_assets.orchestration.definitions; "
         "print(','.join(m for m in ('openai', 'google.cloud.aiplatform', 'dagster_gcp', 'google.cloud.storage')"
         " if m in sys.modules))"
     )

@@ -21,12 +21,12 @@ from PIL import Image
 
 from render_assets.adapters.blob_storage import BlobStore, GcsBlobStore, LocalBlobStore, RetrySettings
 from render_assets.adapters.bullmq_queue import BullQueue
-from render_assets.domain import renders
-from render_assets.domain.database import Database
-from render_assets.domain.models import RenderStatus
 from render_assets.domain.object_keys import IMMUTABLE_CACHE_CONTROL, render_folder
 from render_assets.domain.payload import RenderJob, parse_job
 from render_assets.domain.progress import Stage
+from render_assets.persistence import renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import RenderStatus
 from render_assets.services import delivery
 from render_assets.services.failures import RenderFailed
 from render_assets.services.progress import ProgressPublisher

@@ -14,12 +14,12 @@ import pytest
 from dagster import AssetKey, DagsterEventType
 from google.cloud import storage
 
-from render_assets.domain import renders
-from render_assets.domain.models import RenderStatus
-from render_assets.io_managers import BlobIOManager
+from render_assets.orchestration.io_managers import BlobIOManager
+from render_assets.orchestration.resources import BlobStorageResource, ProvidersResource
+from render_assets.persistence import renders
+from render_assets.persistence.models import RenderStatus
 from render_assets.providers.base import GeneratedImage, GenerationRequest
 from render_assets.providers.local import LocalProvider
-from render_assets.resources import BlobStorageResource, ProvidersResource
 from render_assets_tests.fault_proxy import FaultProxy
 from render_assets_tests.payloads import web_app_job
 from render_assets_tests.stack import InProcessStack, in_process_stack

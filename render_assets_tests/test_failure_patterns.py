@@ -18,8 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from render_assets.domain import failure_alerts, failure_records, stage_timings
-from render_assets.domain.database import Database
 from render_assets.domain.failure_patterns import (
     FailureObservation,
     Observations,
@@ -27,12 +25,14 @@ from render_assets.domain.failure_patterns import (
     ScoreObservation,
     evaluate,
 )
-from render_assets.domain.failure_records import FailedAttempt
-from render_assets.domain.models import FailureAlert, Render, RenderStatus, utcnow
-from render_assets.domain.stage_timings import StepTry
-from render_assets.resources import DatabaseResource
-from render_assets.resources.alerts import FailureAlertsResource
-from render_assets.sensors.failure_patterns import failure_pattern_sensor
+from render_assets.orchestration.resources import DatabaseResource
+from render_assets.orchestration.resources.alerts import FailureAlertsResource
+from render_assets.orchestration.sensors.failure_patterns import failure_pattern_sensor
+from render_assets.persistence import failure_alerts, failure_records, stage_timings
+from render_assets.persistence.database import Database
+from render_assets.persistence.failure_records import FailedAttempt
+from render_assets.persistence.models import FailureAlert, Render, RenderStatus, utcnow
+from render_assets.persistence.stage_timings import StepTry
 from render_assets.services.failure_monitor import check_patterns
 from render_assets_tests.sentry_capture import captured_sentry
 

@@ -1,4 +1,4 @@
-"""Dagster's storage on PostgreSQL with held connections (render_assets.instance_storage, issue #18),
+"""Dagster's storage on PostgreSQL with held connections (render_assets.orchestration.instance.storage, issue #18),
 against the machine's real PostgreSQL: an instance configured by the storage block of
 deploy/dagster.production.yaml on a database of its own stores and reads back runs and events
 through a connection it keeps, where dagster-postgres opens one per statement; it survives a
@@ -24,14 +24,14 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.test_utils import create_run_for_test
 from sqlalchemy import Engine, create_engine, event, make_url, text
 
-from render_assets.instance_storage import (
+from render_assets.migrations import scratch_database
+from render_assets.orchestration.instance.storage import (
     PARTITION_MEMORY_S,
     HeldPostgresEventLogStorage,
     HeldPostgresRunStorage,
     HeldPostgresScheduleStorage,
     HeldPostgresStorage,
 )
-from render_assets.migrations import scratch_database
 from render_assets_tests.conftest import POSTGRES_ADMIN_URL
 
 PRODUCTION = Path(__file__).resolve().parents[1] / "deploy" / "dagster.production.yaml"
@@ -277,7 +277,7 @@ def test_separate_storage_blocks_take_the_same_config(pg_environment: None, tmp_
     home = tmp_path / "separate"
     home.mkdir()
     blocks = {
-        role: {"module": "render_assets.instance_storage", "class": class_name, "config": config}
+        role: {"module": "render_assets.orchestration.instance.storage", "class": class_name, "config": config}
         for role, class_name in (
             ("run_storage", "HeldPostgresRunStorage"),
             ("event_log_storage", "HeldPostgresEventLogStorage"),

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from render_assets.domain import ledger
-from render_assets.domain.database import Database
-from render_assets.domain.models import CreditTransaction, Organization
+from render_assets.persistence import ledger
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import CreditTransaction, Organization
 
 T = TypeVar("T")
 ORG = "org-ledger"

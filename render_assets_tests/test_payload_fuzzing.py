@@ -42,8 +42,8 @@ from render_assets.domain.payload import (
     parse_job,
 )
 from render_assets.domain.queue_contract import job_options
+from render_assets.orchestration.resources import ProvidersResource
 from render_assets.providers.base import GeneratedImage, GenerationRequest
-from render_assets.resources import ProvidersResource
 from render_assets_tests.conftest import REDIS_URL
 from render_assets_tests.payloads import EXAMPLES, web_app_job
 from render_assets_tests.stack import InProcessStack, in_process_stack

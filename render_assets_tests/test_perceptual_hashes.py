@@ -9,9 +9,10 @@ import io
 import pytest
 from PIL import Image, ImageEnhance
 
-from render_assets.domain import failure_images, perceptual_hashes, phash
-from render_assets.domain.database import Database
-from render_assets.domain.models import PerceptualHash, Render, RenderStatus, utcnow
+from render_assets.domain import failure_images, phash
+from render_assets.persistence import perceptual_hashes
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import PerceptualHash, Render, RenderStatus, utcnow
 from render_assets_tests.test_quality_checks import scene
 
 

@@ -12,10 +12,10 @@ import pytest
 from dagster import AssetKey
 from PIL import Image
 
-from render_assets.domain import ledger, renders
-from render_assets.domain.models import CreditTransaction, RenderStatus
 from render_assets.domain.payload import parse_job
 from render_assets.domain.pricing import render_cost
+from render_assets.persistence import ledger, renders
+from render_assets.persistence.models import CreditTransaction, RenderStatus
 from render_assets_tests.bullmq_jobs import bull_job
 from render_assets_tests.fakes.blank_provider import BlankProviders
 from render_assets_tests.payloads import web_app_job

@@ -15,7 +15,7 @@ from render_assets.bench.instances import run_launcher_of, storage_kind
 from render_assets.bench.proc_stat import scan
 from render_assets.bench.process_sampler import RUN_WORKER, SessionSampler, role_of
 from render_assets.bench.server_processes import Server, server_cpu_s, server_members, servers_in_use
-from render_assets.domain.database import driver_url
+from render_assets.persistence.database import driver_url
 from render_assets_tests.conftest import POSTGRES_ADMIN_URL, REDIS_URL
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +81,7 @@ def test_the_bench_names_the_run_launcher_of_each_instance_file(tmp_path: Path) 
     plain.write_text("telemetry:\n  enabled: false\n")
     assert run_launcher_of(plain) == "DefaultRunLauncher"
     forking = tmp_path / "forking.yaml"
-    forking.write_text("run_launcher:\n  module: render_assets.launcher\n  class: ForkingRunLauncher\n")
+    forking.write_text("run_launcher:\n  module: render_assets.orchestration.instance\n  class: ForkingRunLauncher\n")
     assert run_launcher_of(forking) == "ForkingRunLauncher"
 
 

@@ -22,11 +22,11 @@ from render_assets.adapters.event_stream_reader import (
     StreamWatch,
     _Watched,
 )
-from render_assets.domain import renders
-from render_assets.domain.database import Database
-from render_assets.domain.models import RenderStatus
 from render_assets.domain.progress import Progress, Stage, progress_for
-from render_assets.domain.progress_events import EventKind, ProgressEvent, RenderState, event_for, snapshot_event
+from render_assets.persistence import renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import RenderStatus
+from render_assets.persistence.progress_events import EventKind, ProgressEvent, RenderState, event_for, snapshot_event
 from render_assets.services.progress import ProgressPublisher
 from render_assets_tests.conftest import REDIS_URL
 from render_assets_tests.progress_server import Worker, unique_prefix

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import redis
 
-from render_assets.domain import renders
-from render_assets.domain.models import utcnow
+from render_assets.persistence import renders
+from render_assets.persistence.models import utcnow
 from render_assets.providers.base import GenerationRequest
 from render_assets.providers.circuit_breaker import route_availability
 from render_assets.providers.failover import Failover, FailoverError, FailoverSettings

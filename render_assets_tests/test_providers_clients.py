@@ -210,7 +210,7 @@ def test_the_jobs_preferred_provider_goes_first_and_the_configured_order_follows
 def test_provider_sdks_are_imported_only_when_a_provider_is_called() -> None:
     """The code location, the provider modules and building providers import no SDK."""
     probe = (
-        "import sys, render_assets.definitions, render_assets.providers.google_image, "
+        "import sys, render_assets.orchestration.definitions, render_assets.providers.google_image, "
         "render_assets.providers.openai_image, render_assets.providers.failover; "
         "from render_assets.providers.registry import build_providers, ProviderSettings; "
         "build_providers('google,openai,local', settings=ProviderSettings(google_project='p', openai_api_key='k')); "

@@ -9,9 +9,9 @@ from datetime import timedelta
 
 from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.adapters.run_liveness import Heartbeat, RunLiveness
-from render_assets.domain import renders
-from render_assets.domain.database import Database
-from render_assets.domain.models import RenderStatus, utcnow
+from render_assets.persistence import renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import RenderStatus, utcnow
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.reconciliation import ReconcilePolicy, RunInfo, RunPhase, reconcile
 from render_assets_tests.claimed_renders import DEPLOYMENT, claimed_render, kinds, status

@@ -24,7 +24,6 @@ from render_assets.adapters.remote_images import (
     RemoteImageFetcher,
     SourceImageUnavailable,
 )
-from render_assets.domain import renders
 from render_assets.domain.payload import parse_job
 from render_assets.domain.pricing import render_cost
 from render_assets.domain.source_photos import media_type_problem, prepare
@@ -39,9 +38,10 @@ from render_assets.domain.url_policy import (
     job_url_problems,
     unwrapped,
 )
+from render_assets.orchestration.resources import ProvidersResource
+from render_assets.persistence import renders
 from render_assets.providers.base import GeneratedImage, GenerationRequest
 from render_assets.providers.local import LocalProvider
-from render_assets.resources import ProvidersResource
 from render_assets.services.failures import RenderFailed
 from render_assets.services.generation import source_photo
 from render_assets_tests.bullmq_jobs import bull_job

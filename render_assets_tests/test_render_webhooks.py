@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import select
 
 from render_assets.adapters.json_webhook import JsonWebhook
-from render_assets.domain import webhook_outbox
-from render_assets.domain.database import Database
-from render_assets.domain.models import WebhookDelivery, utcnow
+from render_assets.persistence import webhook_outbox
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import WebhookDelivery, utcnow
 from render_assets.services.render_webhooks import MAX_ATTEMPTS, RenderWebhooks, retry_delay, signature
 from render_assets_tests.webhook_inbox import WebhookInbox
 
@@ -134,8 +134,8 @@ def test_the_signature_covers_time_and_body() -> None:
 
 
 def test_a_webhook_without_a_secret_is_refused_at_load() -> None:
-    from render_assets.resources.database import DatabaseResource
-    from render_assets.resources.webhooks import WebhooksResource
+    from render_assets.orchestration.resources.database import DatabaseResource
+    from render_assets.orchestration.resources.webhooks import WebhooksResource
 
     with pytest.raises(ValueError, match="RENDER_WEBHOOK_URL is set without RENDER_WEBHOOK_SECRET"):
         WebhooksResource(url="https://app.example/hook", database=DatabaseResource(url="sqlite://"))

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from render_assets.domain import renders
-from render_assets.domain.database import Database
-from render_assets.domain.models import Render, RenderStatus
 from render_assets.domain.payload import RenderJob, parse_job
 from render_assets.domain.progress import Stage, progress_for
+from render_assets.persistence import renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import Render, RenderStatus
 from render_assets_tests.payloads import web_app_job
 
 RESULT: dict[str, Any] = {"imageUrl": "https://cdn.test/r.png", "thumbnailUrl": "https://cdn.test/t.jpg"}

@@ -16,13 +16,14 @@ import redis
 from dagster import AssetKey, Definitions, build_sensor_context
 
 from render_assets import cli
-from render_assets.assets import RENDER_ASSETS
-from render_assets.domain import prompt_styles, render_versions, renders
-from render_assets.domain.models import RenderFailure, RenderStatus
-from render_assets.lineage import PROMPT_RULES, stale_renders
-from render_assets.resources import ProvidersResource
-from render_assets.run_identity import OUTCOME_TAG
-from render_assets.sensors.prompt_rules import prompt_rules_sensor
+from render_assets.domain import prompt_styles
+from render_assets.orchestration.assets import RENDER_ASSETS
+from render_assets.orchestration.lineage import PROMPT_RULES, stale_renders
+from render_assets.orchestration.resources import ProvidersResource
+from render_assets.orchestration.run_identity import OUTCOME_TAG
+from render_assets.orchestration.sensors.prompt_rules import prompt_rules_sensor
+from render_assets.persistence import render_versions, renders
+from render_assets.persistence.models import RenderFailure, RenderStatus
 from render_assets_tests.bullmq_jobs import bull_job
 from render_assets_tests.conftest import REDIS_URL
 from render_assets_tests.payloads import web_app_job

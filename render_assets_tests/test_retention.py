@@ -10,14 +10,14 @@ import pytest
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, instance_for_test
 from sqlalchemy import func, select
 
-from render_assets.domain import ledger, renders
-from render_assets.domain.database import Database
-from render_assets.domain.models import CreditTransaction, Render, RenderStatus, utcnow
 from render_assets.domain.payload import parse_job
-from render_assets.domain.renders import BullClaim
-from render_assets.partitions import render_partitions
-from render_assets.resources import DatabaseResource
-from render_assets.sensors.retention import render_retention_sensor
+from render_assets.orchestration.partitions import render_partitions
+from render_assets.orchestration.resources import DatabaseResource
+from render_assets.orchestration.sensors.retention import render_retention_sensor
+from render_assets.persistence import ledger, renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import CreditTransaction, Render, RenderStatus, utcnow
+from render_assets.persistence.renders import BullClaim
 from render_assets.services import retention
 from render_assets_tests.payloads import web_app_job
 

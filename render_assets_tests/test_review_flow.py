@@ -16,13 +16,13 @@ from dagster import AssetKey, AssetRecordsFilter
 from PIL import Image, ImageEnhance
 
 from render_assets import cli
-from render_assets.domain import quality_reviews, renders
-from render_assets.domain.database import Database
-from render_assets.domain.models import PerceptualHash, QualityReview, RenderStatus
 from render_assets.domain.qa import QaVerdict
+from render_assets.orchestration.resources import ProvidersResource
+from render_assets.persistence import quality_reviews, renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import PerceptualHash, QualityReview, RenderStatus
 from render_assets.providers.base import GeneratedImage, GenerationRequest
 from render_assets.providers.local import LocalProvider
-from render_assets.resources import ProvidersResource
 from render_assets.services import review
 from render_assets.services.progress import ProgressPublisher
 from render_assets_tests.conftest import REDIS_URL

@@ -14,10 +14,10 @@ from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobO
 from dagster._core.run_coordinator import SubmitRunContext
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
-from render_assets.launcher import RenderRunCoordinator
-from render_assets.launcher.sensor_loop import DAGSTER_SENSOR_LOOP_S, sensor_loop, set_sensor_loop
-from render_assets.run_identity import BULL_JOB_TAG, PARTITION_TAG, RUN_KEY_TAG
-from render_assets.sensors.render_jobs import run_slots
+from render_assets.orchestration.instance import RenderRunCoordinator
+from render_assets.orchestration.instance.sensor_loop import DAGSTER_SENSOR_LOOP_S, sensor_loop, set_sensor_loop
+from render_assets.orchestration.run_identity import BULL_JOB_TAG, PARTITION_TAG, RUN_KEY_TAG
+from render_assets.orchestration.sensors.render_jobs import run_slots
 
 LAUNCHED: list[str] = []
 
@@ -63,7 +63,7 @@ def instance() -> Iterator[DagsterInstance]:
     LAUNCHED.clear()
     overrides = {
         "run_coordinator": {
-            "module": "render_assets.launcher",
+            "module": "render_assets.orchestration.instance",
             "class": "RenderRunCoordinator",
             "config": {"max_concurrent_runs": 3},
         },
@@ -112,7 +112,7 @@ def test_every_other_run_waits_in_the_queue(instance: DagsterInstance, tags: dic
 def test_the_instance_file_sets_how_often_the_sensor_daemon_loops() -> None:
     overrides = {
         "run_coordinator": {
-            "module": "render_assets.launcher",
+            "module": "render_assets.orchestration.instance",
             "class": "RenderRunCoordinator",
             "config": {"max_concurrent_runs": 3, "sensor_loop_seconds": 0.5},
         }

@@ -11,11 +11,11 @@ import pytest
 from dagster._core.errors import DagsterExecutionInterruptedError
 from PIL import Image
 
-from render_assets.domain import renders
-from render_assets.domain.models import RenderStatus
+from render_assets.orchestration.resources import ProvidersResource
+from render_assets.orchestration.run_interrupts import TERMINATED
+from render_assets.persistence import renders
+from render_assets.persistence.models import RenderStatus
 from render_assets.providers.base import GeneratedImage, GenerationRequest
-from render_assets.resources import ProvidersResource
-from render_assets.run_interrupts import TERMINATED
 from render_assets_tests.payloads import web_app_job
 from render_assets_tests.stack import InProcessStack, in_process_stack
 

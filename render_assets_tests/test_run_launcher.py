@@ -33,8 +33,8 @@ from dagster._core.launcher import WorkerStatus
 from dagster._core.origin import JobPythonOrigin
 from dagster._serdes import ConfigurableClassData
 
-from render_assets.launcher import ForkingRunLauncher, forking
-from render_assets.launcher.worker import WORKER_TAG, WorkerId
+from render_assets.orchestration.instance import ForkingRunLauncher, forking
+from render_assets.orchestration.instance.worker import WORKER_TAG, WorkerId
 from render_assets_tests.bullmq_jobs import bull_job
 from render_assets_tests.conftest import REDIS_URL
 from render_assets_tests.payloads import web_app_job
@@ -143,7 +143,7 @@ def test_a_render_run_succeeds_in_a_forked_worker(instance: DagsterInstance, tmp
     [request] = stack.tick().run_requests or []
     # The run as the daemon creates it from the sensor's request: the code location's origin.
     recon_job = ReconstructableRepository.for_module(
-        "render_assets.definitions", "defs", working_directory=str(PROJECT_ROOT)
+        "render_assets.orchestration.definitions", "defs", working_directory=str(PROJECT_ROOT)
     ).get_reconstructable_job("render_job")
     job_def = stack.definitions.resolve_job_def("render_job")
     tags = {**request.tags, "dagster/run_key": str(request.run_key), "dagster/partition": str(request.partition_key)}

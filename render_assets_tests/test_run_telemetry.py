@@ -13,8 +13,8 @@ import pytest
 from dagster import FloatMetadataValue, IntMetadataValue
 from sqlalchemy import select
 
-from render_assets.domain.models import StageTiming
 from render_assets.observability.logs import JsonFormatter, RenderContextFilter, configure_logging, log_context
+from render_assets.persistence.models import StageTiming
 from render_assets_tests.payloads import web_app_job
 from render_assets_tests.stack import InProcessStack, in_process_stack
 from render_assets_tests.test_sentry_events import PROMPT, LeakyProviders

@@ -34,11 +34,11 @@ from sqlalchemy.exc import DBAPIError
 
 from render_assets.adapters.json_webhook import JsonWebhook
 from render_assets.domain import prompt_styles
-from render_assets.domain.database import Database
 from render_assets.domain.failure_patterns import PatternSettings
-from render_assets.domain.models import Base
+from render_assets.orchestration.resources import ProvidersResource
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import Base
 from render_assets.providers.base import GeneratedImage, GenerationRequest
-from render_assets.resources import ProvidersResource
 from render_assets.services.failure_monitor import Notifier, WebhookNotifier, check_patterns, sentry_notifier
 from render_assets.web import access_log
 from render_assets.web.auth import mint_token

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from render_assets.domain import ledger, renders
-from render_assets.domain.models import RenderStatus
+from render_assets.persistence import ledger, renders
+from render_assets.persistence.models import RenderStatus
 from render_assets.services import claims
 from render_assets_tests.payloads import web_app_job
 from render_assets_tests.stack import InProcessStack, in_process_stack
@@ -95,7 +95,7 @@ def _claims_in_priority_order_up_to_the_limit(stack: InProcessStack) -> None:
 def test_a_tick_that_fails_after_claiming_loses_nothing(stack: InProcessStack, monkeypatch: pytest.MonkeyPatch) -> None:
     data = web_app_job()
     job_id = stack.enqueue(data)
-    from render_assets.sensors import render_jobs
+    from render_assets.orchestration.sensors import render_jobs
 
     def broken(_keys: object) -> object:
         raise RuntimeError("tick dies after claiming")

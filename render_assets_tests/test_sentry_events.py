@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 import sentry_sdk
 
-from render_assets.domain import renders
-from render_assets.domain.database import Database
 from render_assets.observability.sentry import init_sentry
+from render_assets.orchestration.resources import ProvidersResource
+from render_assets.persistence import renders
+from render_assets.persistence.database import Database
 from render_assets.providers.base import ErrorKind, GeneratedImage, GenerationRequest, ProviderError
-from render_assets.resources import ProvidersResource
 from render_assets.services.failure_reports import StepFailure, report_failure
 from render_assets_tests.fakes.blank_provider import BlankProviders
 from render_assets_tests.payloads import web_app_job
@@ -175,7 +175,7 @@ def test_an_unexpected_error_is_sent_with_its_stack_but_without_locals_or_secret
 
 def test_without_a_dsn_sentry_is_never_imported() -> None:
     probe = (
-        "import os, sys; os.environ.pop('SENTRY_DSN', None); import render_assets.definitions; "
+        "import os, sys; os.environ.pop('SENTRY_DSN', None); import render_assets.orchestration.definitions; "
         "print('sentry_sdk' in sys.modules)"
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()

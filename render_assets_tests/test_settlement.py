@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from render_assets.adapters.bullmq_queue import BullQueue
-from render_assets.domain import ledger, renders
-from render_assets.domain.database import Database
-from render_assets.domain.models import CreditTransaction, RenderStatus, UsageRecord
+from render_assets.persistence import ledger, renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import CreditTransaction, RenderStatus, UsageRecord
 from render_assets.services.audit import audit
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.settlement import AttemptFailure, settle

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from dagster import instance_for_test
 
-from render_assets.domain import renders
-from render_assets.sensors.deployment import deployment_id
+from render_assets.orchestration.sensors.deployment import deployment_id
+from render_assets.persistence import renders
 from render_assets_tests.payloads import web_app_job
 from render_assets_tests.stack import InProcessStack, in_process_stack
 

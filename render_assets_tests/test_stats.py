@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy.orm import Session
 
 from render_assets.cli import main
-from render_assets.domain import failure_records, ledger, stage_timings
-from render_assets.domain.database import Database
-from render_assets.domain.failure_records import FailedAttempt
-from render_assets.domain.models import CreditTransaction, Render, RenderStatus, utcnow
-from render_assets.domain.stage_timings import StepTry
+from render_assets.persistence import failure_records, ledger, stage_timings
+from render_assets.persistence.database import Database
+from render_assets.persistence.failure_records import FailedAttempt
+from render_assets.persistence.models import CreditTransaction, Render, RenderStatus, utcnow
+from render_assets.persistence.stage_timings import StepTry
 from render_assets.services.stats import parse_since, percentile
 
 

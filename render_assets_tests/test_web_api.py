@@ -12,11 +12,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from render_assets.domain import renders
-from render_assets.domain.database import Database
-from render_assets.domain.models import RenderFailure
 from render_assets.domain.payload import MAX_PAYLOAD_BYTES
 from render_assets.domain.progress import Stage
+from render_assets.persistence import renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import RenderFailure
 from render_assets.web.access_log import ACCESS_LOGGER, RedactTokens, redact
 from render_assets.web.access_log import install as install_redaction
 from render_assets.web.auth import mint_token

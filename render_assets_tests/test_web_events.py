@@ -15,11 +15,11 @@ import pytest
 import redis
 
 from render_assets.adapters.event_stream import EventStream
-from render_assets.domain import renders
-from render_assets.domain.database import Database
 from render_assets.domain.progress import Stage
-from render_assets.domain.progress_events import EventKind, ProgressEvent
-from render_assets.resources import ProvidersResource
+from render_assets.orchestration.resources import ProvidersResource
+from render_assets.persistence import renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.progress_events import EventKind, ProgressEvent
 from render_assets_tests.conftest import REDIS_URL
 from render_assets_tests.payloads import web_app_job
 from render_assets_tests.progress_server import SseRead, Worker, parse_sse_lines, read_sse, serving, unique_prefix

@@ -17,7 +17,7 @@ from functools import cache
 import redis
 from redis.commands.core import Script
 
-from render_assets.domain.progress_events import ProgressEvent
+from render_assets.persistence.progress_events import ProgressEvent
 
 DEFAULT_PREFIX = "render-events:"
 # Upper bounds (milliseconds) of the stage-latency histogram's buckets; +Inf is the count.

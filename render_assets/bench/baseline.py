@@ -27,7 +27,7 @@ from render_assets.adapters.blob_storage import open_blob_store  # noqa: E402
 from render_assets.adapters.bullmq_queue import BullQueue  # noqa: E402
 from render_assets.adapters.event_stream import EventStream  # noqa: E402
 from render_assets.bench.jobs import bench_job, web_app_options  # noqa: E402
-from render_assets.domain.database import Database  # noqa: E402
+from render_assets.persistence.database import Database  # noqa: E402
 from render_assets.providers.budget import BudgetSettings, RetryBudget  # noqa: E402
 from render_assets.providers.circuit_breaker import BreakerSettings, CircuitBreaker  # noqa: E402
 from render_assets.providers.registry import ProviderSettings, build_providers  # noqa: E402

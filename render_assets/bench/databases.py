@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, make_url, text
 
-from render_assets.domain.database import driver_url
+from render_assets.persistence.database import driver_url
 
 # The server the tests use too (trust authentication); BENCH_DATABASE_URL's server when it names one.
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/test"

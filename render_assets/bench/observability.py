@@ -16,13 +16,13 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from render_assets.domain import renders, stage_timings
-from render_assets.domain.database import Database
 from render_assets.domain.failure_patterns import PatternSettings
-from render_assets.domain.models import Render, RenderFailure, RenderStatus, StageTiming, utcnow
-from render_assets.domain.stage_timings import StepTry
 from render_assets.migrations import scratch_database, upgrade
 from render_assets.observability.scrubbing import scrub_event, scrub_text, sensitive_strings
+from render_assets.persistence import renders, stage_timings
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import Render, RenderFailure, RenderStatus, StageTiming, utcnow
+from render_assets.persistence.stage_timings import StepTry
 from render_assets.services.failure_monitor import check_patterns
 from render_assets.services.failure_reports import payload_sensitive_strings
 from render_assets.services.stats import collect, percentile

@@ -27,9 +27,10 @@ from typing import Any
 
 from sqlalchemy import text
 
-from render_assets.domain import perceptual_hashes, phash
-from render_assets.domain.database import Database
+from render_assets.domain import phash
 from render_assets.migrations import scratch_database
+from render_assets.persistence import perceptual_hashes
+from render_assets.persistence.database import Database
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TARGET_ORG = "org-bench"

@@ -29,11 +29,11 @@ import redis
 from render_assets import config
 from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.adapters.event_stream import EventStream
-from render_assets.domain.database import Database
-from render_assets.domain.models import Render, RenderStatus, utcnow
 from render_assets.domain.progress import Stage, progress_for
-from render_assets.domain.progress_events import EventKind, ProgressEvent
 from render_assets.migrations import upgrade
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import Render, RenderStatus, utcnow
+from render_assets.persistence.progress_events import EventKind, ProgressEvent
 from render_assets.services.progress import ProgressPublisher
 
 

@@ -44,7 +44,7 @@ def _server(role: str, pid: int) -> Server | None:
 def postgres_server(url: str) -> Server | None:
     from sqlalchemy import create_engine, text
 
-    from render_assets.domain.database import driver_url
+    from render_assets.persistence.database import driver_url
 
     engine = create_engine(driver_url(url))
     try:

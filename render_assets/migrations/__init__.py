@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 
-from render_assets.domain.database import driver_url
+from render_assets.persistence.database import driver_url
 
 HERE = Path(__file__).parent
 

@@ -1,7 +1,7 @@
 from alembic import context
 
-from render_assets.domain.database import make_engine
-from render_assets.domain.models import Base
+from render_assets.persistence.database import make_engine
+from render_assets.persistence.models import Base
 
 config = context.config
 url: str = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url") or ""

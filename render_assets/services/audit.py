@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from render_assets.domain.models import CreditTransaction, Render, RenderStatus
+from render_assets.persistence.models import CreditTransaction, Render, RenderStatus
 
 
 @dataclass(frozen=True)

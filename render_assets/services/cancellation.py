@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from render_assets.adapters.blob_storage import BlobStore
 from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.adapters.cancel_signals import CancelSignals
-from render_assets.domain import cancellations, quality_reviews, renders
-from render_assets.domain.database import Database
-from render_assets.domain.models import RenderStatus
 from render_assets.domain.object_keys import render_folder
+from render_assets.persistence import cancellations, quality_reviews, renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import RenderStatus
 from render_assets.services import delivery
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.settlement import Cancel, settle

@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass, field
 
 from render_assets.adapters.bullmq_queue import JOB_NAME, BullQueue, ClaimedJob, JobRef
-from render_assets.domain import renders
-from render_assets.domain.database import Database
 from render_assets.domain.payload import InvalidJob, RenderJob, parse_job
 from render_assets.domain.progress import CANCELLED, Progress
-from render_assets.domain.renders import BullClaim, ClaimVerdict
 from render_assets.domain.url_policy import HostAllowlist, job_url_problems
+from render_assets.persistence import renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.renders import BullClaim, ClaimVerdict
 from render_assets.providers.circuit_breaker import RouteAvailability
 from render_assets.services.progress import ProgressPublisher
 

@@ -22,14 +22,15 @@ from PIL import Image
 
 from render_assets.adapters.blob_storage import BlobStore
 from render_assets.adapters.bullmq_queue import BullQueue
-from render_assets.domain import imaging, renders
-from render_assets.domain.database import Database
-from render_assets.domain.models import Render, RenderStatus, utcnow
+from render_assets.domain import imaging
 from render_assets.domain.object_keys import IMMUTABLE_CACHE_CONTROL, object_key, render_folder, variant_of
 from render_assets.domain.payload import RenderJob
 from render_assets.domain.progress import Stage
-from render_assets.domain.render_versions import DeliveredVersion, VersionFacts
 from render_assets.domain.variants import VARIANTS, Variant, encode_variant
+from render_assets.persistence import renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import Render, RenderStatus, utcnow
+from render_assets.persistence.render_versions import DeliveredVersion, VersionFacts
 from render_assets.services.failures import RenderFailed
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.render_webhooks import RenderWebhooks

@@ -19,8 +19,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from render_assets.adapters.json_webhook import JsonWebhook
-from render_assets.domain import failure_alerts, failure_records
-from render_assets.domain.database import Database
 from render_assets.domain.failure_patterns import (
     FailureObservation,
     Observations,
@@ -30,9 +28,11 @@ from render_assets.domain.failure_patterns import (
     changes,
     evaluate,
 )
-from render_assets.domain.models import Render, RenderStatus
-from render_assets.domain.quality_scores import recent_quality_scores
 from render_assets.observability import sentry
+from render_assets.persistence import failure_alerts, failure_records
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import Render, RenderStatus
+from render_assets.persistence.quality_scores import recent_quality_scores
 
 log = logging.getLogger(__name__)
 

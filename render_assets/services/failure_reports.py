@@ -11,13 +11,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from render_assets.domain import failure_records, renders, stage_timings
-from render_assets.domain.database import Database
 from render_assets.domain.failure_classes import GENERATION_STAGE, classify, failed_providers, is_provider_failure
-from render_assets.domain.failure_records import FailedAttempt
-from render_assets.domain.models import RenderStatus
 from render_assets.observability import sentry
 from render_assets.observability.scrubbing import scrub_text, sensitive_strings
+from render_assets.persistence import failure_records, renders, stage_timings
+from render_assets.persistence.database import Database
+from render_assets.persistence.failure_records import FailedAttempt
+from render_assets.persistence.models import RenderStatus
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ redesign it; a photo the policy refuses fails the render before any provider is 
 from __future__ import annotations
 
 from render_assets.adapters.remote_images import RemoteImageFetcher, SourceImageUnavailable
-from render_assets.domain import renders
 from render_assets.domain.payload import RenderJob
 from render_assets.domain.progress import Stage
 from render_assets.domain.prompt import BuiltPrompt, scene_elements
 from render_assets.domain.url_policy import SourceImageRefused
+from render_assets.persistence import renders
 from render_assets.providers.base import GeneratedImage, GenerationRequest, ImageProvider
 from render_assets.providers.budget import RetryBudget
 from render_assets.providers.circuit_breaker import CircuitBreaker

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from render_assets.adapters.bullmq_queue import BullQueue
-from render_assets.domain import renders
-from render_assets.domain.database import Database
-from render_assets.domain.models import utcnow
 from render_assets.domain.progress import WAITING_FOR_PROVIDER, Progress
+from render_assets.persistence import renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import utcnow
 from render_assets.providers.failover import Outage
 from render_assets.services.failure_reports import StepFailure, report_failure
 from render_assets.services.failures import RenderFailed

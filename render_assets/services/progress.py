@@ -8,10 +8,10 @@ from typing import Any
 
 from render_assets.adapters.bullmq_queue import BullQueue, JobRef
 from render_assets.adapters.event_stream import EventStream
-from render_assets.domain import renders
-from render_assets.domain.database import Database
 from render_assets.domain.progress import Progress, Stage, progress_for
-from render_assets.domain.progress_events import claimed_event, event_for, render_state, rerendered_event
+from render_assets.persistence import renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.progress_events import claimed_event, event_for, render_state, rerendered_event
 from render_assets.services.run_context import RenderRun
 
 log = logging.getLogger(__name__)

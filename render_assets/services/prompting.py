@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from render_assets.domain import ledger, renders
-from render_assets.domain.database import Database
 from render_assets.domain.progress import Stage
 from render_assets.domain.prompt import BuiltPrompt, build_prompt
+from render_assets.persistence import ledger, renders
+from render_assets.persistence.database import Database
 from render_assets.services.failures import RenderFailed
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.run_context import RenderRun

@@ -14,11 +14,11 @@ from PIL import Image
 
 from render_assets.adapters.blob_storage import BlobStore
 from render_assets.adapters.bullmq_queue import BullQueue
-from render_assets.domain import perceptual_hashes
-from render_assets.domain.database import Database
 from render_assets.domain.progress import Stage
 from render_assets.domain.prompt import build_prompt
 from render_assets.domain.qa import Duplicate, QaVerdict, check_image
+from render_assets.persistence import perceptual_hashes
+from render_assets.persistence.database import Database
 from render_assets.services import review
 from render_assets.services.failures import RenderFailed
 from render_assets.services.progress import ProgressPublisher

@@ -11,9 +11,9 @@ from enum import StrEnum
 from typing import Protocol
 
 from render_assets.adapters.bullmq_queue import BullQueue
-from render_assets.domain import ledger, renders
-from render_assets.domain.database import Database
-from render_assets.domain.models import utcnow
+from render_assets.persistence import ledger, renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import utcnow
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.settlement import AttemptFailure, Settlement, settle
 

@@ -22,9 +22,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from render_assets.adapters.json_webhook import JsonWebhook, WebhookError
-from render_assets.domain import webhook_outbox
-from render_assets.domain.database import Database
-from render_assets.domain.models import utcnow
+from render_assets.persistence import webhook_outbox
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from render_assets.domain.database import Database
-from render_assets.domain.models import Render, RenderStatus
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import Render, RenderStatus
 
 SETTLED = RenderStatus.ENDED
 LOOKUP_CHUNK = 1_000  # keys per IN (...) query: well under every database's parameter limit

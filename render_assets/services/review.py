@@ -24,13 +24,14 @@ from PIL import Image
 
 from render_assets.adapters.blob_storage import BlobStore
 from render_assets.adapters.bullmq_queue import BullQueue
-from render_assets.domain import imaging, perceptual_hashes, quality_reviews, renders
-from render_assets.domain.database import Database
+from render_assets.domain import imaging
 from render_assets.domain.object_keys import object_key
 from render_assets.domain.payload import RenderJob
 from render_assets.domain.progress import Progress, Stage
 from render_assets.domain.qa import QaVerdict
-from render_assets.domain.quality_reviews import APPROVED, IN_REVIEW, PENDING, REJECTED, ReviewError
+from render_assets.persistence import perceptual_hashes, quality_reviews, renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.quality_reviews import APPROVED, IN_REVIEW, PENDING, REJECTED, ReviewError
 from render_assets.services import delivery, settlement
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.render_webhooks import RenderWebhooks

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from render_assets.adapters.bullmq_queue import BullQueue, JobRef
-from render_assets.domain import ledger, renders
-from render_assets.domain.database import Database
-from render_assets.domain.models import RenderStatus
 from render_assets.domain.progress import CANCELLED, RETRYING, Progress, Stage
+from render_assets.persistence import ledger, renders
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import RenderStatus
 from render_assets.services.progress import ProgressPublisher
 
 log = logging.getLogger(__name__)

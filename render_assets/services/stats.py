@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from render_assets.domain import failure_records, stage_timings
 from render_assets.domain.failure_classes import GENERATION_STAGE, is_provider_failure
-from render_assets.domain.models import CreditTransaction, Render, RenderStatus
-from render_assets.domain.stage_timings import SUCCESS
+from render_assets.persistence import failure_records, stage_timings
+from render_assets.persistence.models import CreditTransaction, Render, RenderStatus
+from render_assets.persistence.stage_timings import SUCCESS
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -41,11 +41,11 @@ from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.adapters.cancel_signals import CancelSignals
 from render_assets.adapters.event_stream import EventStream, StreamKeys
 from render_assets.adapters.event_stream_reader import EventStreamReader, StreamWatch
-from render_assets.domain.database import Database
 from render_assets.domain.object_keys import SAFE_ID
 from render_assets.domain.payload import MAX_PAYLOAD_BYTES, InvalidJob, parse_job
-from render_assets.domain.progress_events import RenderState, render_state
 from render_assets.domain.queue_contract import job_options
+from render_assets.persistence.database import Database
+from render_assets.persistence.progress_events import RenderState, render_state
 from render_assets.services import cancellation
 from render_assets.services.cancellation import TOO_LATE, CancelOutcome
 from render_assets.services.progress import ProgressPublisher

@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from render_assets.adapters.event_stream_reader import StageLatency
-from render_assets.domain.database import Database
-from render_assets.domain.models import Render, RenderFailure
+from render_assets.persistence.database import Database
+from render_assets.persistence.models import Render, RenderFailure
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from sse_starlette import ServerSentEvent
 
 from render_assets.adapters.event_stream import entry_id_order
 from render_assets.adapters.event_stream_reader import START, EventStreamReader, StreamEntry, StreamWatch
-from render_assets.domain.models import RenderStatus
-from render_assets.domain.progress_events import TERMINAL, WITH_IMAGES, ProgressEvent, RenderState, snapshot_event
+from render_assets.persistence.models import RenderStatus
+from render_assets.persistence.progress_events import TERMINAL, WITH_IMAGES, ProgressEvent, RenderState, snapshot_event
 from render_assets.web.public_urls import PublicUrls
 
 log = logging.getLogger(__name__)

@@ -127,7 +127,7 @@ class DockerStack(RenderStack):
         self._start_service(
             "code-server",
             "dagster", "code-server", "start", "--host", "127.0.0.1", "--port", str(self.code_server_port),
-            "--module-name", "render_assets.definitions", "--location-name", "render_assets",
+            "--module-name", "render_assets.orchestration.definitions", "--location-name", "render_assets",
             "--container-image", IMAGE,
         )  # fmt: skip
         self._start_service(

@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from render_assets.adapters.bullmq_queue import BullQueue
-from render_assets.domain.database import driver_url
 from render_assets.domain.payload import parse_job
 from render_assets.domain.queue_contract import job_options
+from render_assets.persistence.database import driver_url
 from render_assets_tests.e2e.conftest import RenderStack
 from render_assets_tests.payloads import web_app_job
 

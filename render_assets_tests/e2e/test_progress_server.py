@@ -27,9 +27,9 @@ import pytest
 import redis
 from dagster import RunRequest
 
-from render_assets.domain.database import Database
 from render_assets.domain.progress import Stage
 from render_assets.migrations import upgrade
+from render_assets.persistence.database import Database
 from render_assets_tests.conftest import REDIS_URL
 from render_assets_tests.progress_server import Worker, rss_bytes, server_process
 from render_assets_tests.stack import in_process_stack

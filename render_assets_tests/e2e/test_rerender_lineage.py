@@ -48,7 +48,7 @@ def code_copy(tmp_path: Path) -> Path:
         PROJECT_ROOT / "render_assets", code / "render_assets", ignore=shutil.ignore_patterns("__pycache__")
     )
     (code / "workspace.yaml").write_text(
-        "load_from:\n  - python_module:\n      module_name: render_assets.definitions\n"
+        "load_from:\n  - python_module:\n      module_name: render_assets.orchestration.definitions\n"
         "      location_name: render_assets\n      working_directory: .\n"
     )
     return code

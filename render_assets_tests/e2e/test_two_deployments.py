@@ -13,7 +13,7 @@ from dagster import DagsterInstance, RunsFilter
 
 from render_assets.domain.payload import parse_job
 from render_assets.domain.queue_contract import job_options
-from render_assets.sensors.deployment import deployment_id
+from render_assets.orchestration.sensors.deployment import deployment_id
 from render_assets_tests.e2e.conftest import PROJECT_ROOT, RenderStack, build_stack, running
 from render_assets_tests.e2e.helpers import audit_is_clean, new_job, query, wait_for
 

@@ -21,11 +21,11 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, text
 
-from render_assets.domain import ledger
-from render_assets.domain.database import Database
 from render_assets.domain.payload import parse_job
 from render_assets.domain.pricing import render_cost
 from render_assets.domain.queue_contract import job_options
+from render_assets.persistence import ledger
+from render_assets.persistence.database import Database
 from render_assets_tests.e2e.conftest import RenderStack
 from render_assets_tests.payloads import web_app_job
 

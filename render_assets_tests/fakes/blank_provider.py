@@ -7,8 +7,8 @@ from typing import Any
 
 from PIL import Image
 
+from render_assets.orchestration.resources import ProvidersResource
 from render_assets.providers.base import GeneratedImage, GenerationRequest
-from render_assets.resources import ProvidersResource
 
 
 class BlankProvider:

@@ -8,12 +8,12 @@ import numpy as np
 import redis
 from PIL import Image
 
+from render_assets.orchestration.resources import ProvidersResource
 from render_assets.providers.budget import BudgetSettings, RetryBudget
 from render_assets.providers.circuit_breaker import BreakerSettings, CircuitBreaker
 from render_assets.providers.fitting import center_crop
 from render_assets.providers.google_image import GoogleImageProvider
 from render_assets.providers.openai_image import OpenAIImageProvider
-from render_assets.resources import ProvidersResource
 from render_assets_tests.conftest import REDIS_URL
 from render_assets_tests.fakes.image_apis import FakeImageApis
 

@@ -1,0 +1,142 @@
+"""`render-assets review list|approve|reject`: the manual quality review queue.
+
+render-assets review list [--status pending|approved|rejected|all] [--organization ORG] [--json]
+render-assets review approve REVIEW_ID [--by NAME] [--note TEXT]   # deliver the held image
+render-assets review reject REVIEW_ID [--by NAME] [--note TEXT]    # fail the render, refund it
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from render_assets import config
+from render_assets.adapters.blob_storage import BlobStore
+from render_assets.adapters.bullmq_queue import BullQueue
+from render_assets.adapters.event_stream import EventStream
+from render_assets.orchestration.resources.storage import BlobStorageResource
+from render_assets.persistence.database import Database
+from render_assets.persistence.quality_reviews import STATUSES
+from render_assets.services import review
+from render_assets.services.progress import ProgressPublisher
+
+
+@dataclass(frozen=True)
+class _Backends:
+    database: Database
+    storage: BlobStore
+    queue: BullQueue
+    progress: ProgressPublisher
+
+
+@contextmanager
+def _backends() -> Iterator[_Backends]:
+    """The worker's database, storage, queue and event stream, from the same variables it reads."""
+    database = Database(config.database_url())
+    storage = BlobStorageResource(
+        url=config.storage_url(),
+        public_base_url=config.CDN_BASE_URL.value(),
+        files_base_url=config.RENDER_FILES_BASE_URL.value(),
+        gcp_project=config.GOOGLE_CLOUD_PROJECT.value(),
+        private=config.flag(config.RENDER_STORAGE_PRIVATE),
+        signed_url_ttl_s=int(config.number(config.RENDER_SIGNED_URL_TTL_S)),
+    ).get()
+    redis_url = config.REDIS_URL.value() or ""
+    queue = BullQueue(
+        redis_url, config.RENDER_QUEUE_NAME.value() or "", int(config.number(config.RENDER_LOCK_DURATION_S) * 1000)
+    )
+    events = EventStream(
+        redis_url,
+        prefix=config.RENDER_EVENTS_PREFIX.value() or "",
+        maxlen=int(config.number(config.RENDER_EVENTS_MAXLEN)),
+        ttl_s=int(config.number(config.RENDER_EVENTS_TTL_S)),
+    )
+    try:
+        yield _Backends(database, storage, queue, ProgressPublisher(database, queue, events))
+    finally:
+        database.dispose()
+
+
+def cmd_review_list(args: argparse.Namespace) -> int:
+    with _backends() as backends:
+        items = review.listed(
+            backends.database,
+            backends.storage,
+            status=None if args.status == "all" else args.status,
+            organization_id=args.organization,
+            limit=args.limit,
+        )
+    if args.json:
+        print(json.dumps([item.as_dict() for item in items], indent=2))
+        return 0
+    for item in items:
+        print(f"#{item.id} {item.status} render {item.render_id} ({item.organization_id}) score {item.score:.2f}")
+        print(f"    {'; '.join(item.reasons) or 'no reasons recorded'}")
+        print(f"    {item.image_url}")
+    print(f"{len(items)} review(s)")
+    return 0
+
+
+def _decide(args: argparse.Namespace, action: str) -> int:
+    with _backends() as backends:
+        try:
+            if action == "approve":
+                result: Any = review.approve(
+                    backends.database,
+                    backends.storage,
+                    backends.queue,
+                    backends.progress,
+                    args.review_id,
+                    by=args.by,
+                    note=args.note,
+                )
+                print(f"review {args.review_id} approved: delivered {result['imageUrl']}")
+            else:
+                reason = review.reject(
+                    backends.database,
+                    backends.storage,
+                    backends.queue,
+                    backends.progress,
+                    args.review_id,
+                    by=args.by,
+                    note=args.note,
+                )
+                outcome = f"render failed and refunded ({reason})" if reason else "the delivered render is unchanged"
+                print(f"review {args.review_id} rejected: {outcome}")
+        except review.ReviewError as error:
+            print(str(error), file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_review_approve(args: argparse.Namespace) -> int:
+    return _decide(args, "approve")
+
+
+def cmd_review_reject(args: argparse.Namespace) -> int:
+    return _decide(args, "reject")
+
+
+def add_review_command(commands: Any) -> None:
+    """Add `review` and its sub-commands to the root parser's sub-parsers."""
+    group = commands.add_parser("review", help="the manual quality review queue").add_subparsers(required=True)
+    listing = group.add_parser("list", help="reviews, oldest first")
+    listing.add_argument("--status", choices=[*STATUSES, "all"], default="pending")
+    listing.add_argument("--organization", help="only this organization's reviews")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=cmd_review_list)
+    for name, run, help_text in (
+        ("approve", cmd_review_approve, "deliver the held render"),
+        ("reject", cmd_review_reject, "fail the held render and refund its credits"),
+    ):
+        command = group.add_parser(name, help=help_text)
+        command.add_argument("review_id", type=int, metavar="REVIEW_ID")
+        command.add_argument("--by", help="who decided (recorded with the review)")
+        command.add_argument("--note", help="why (recorded; a rejection's note becomes the render's error)")
+        command.set_defaults(run=run)

@@ -1,7 +1,0 @@
-"""How runs start on the render worker's Dagster instance: `forking.py` (the run launcher) and
-`coordinator.py` (the run coordinator)."""
-
-from render_assets.launcher.coordinator import RenderRunCoordinator
-from render_assets.launcher.forking import ForkingRunLauncher
-
-__all__ = ["ForkingRunLauncher", "RenderRunCoordinator"]

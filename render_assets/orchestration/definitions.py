@@ -1,0 +1,112 @@
+"""The code location: assets, job, sensor and resources, configured from the environment."""
+
+from __future__ import annotations
+
+from dagster import Definitions, in_process_executor
+
+from render_assets import config
+from render_assets.observability.setup import setup_observability
+from render_assets.orchestration.assets import RENDER_ASSETS
+from render_assets.orchestration.io_managers import BlobIOManager
+from render_assets.orchestration.jobs import render_job
+from render_assets.orchestration.lineage import PROMPT_RULES
+from render_assets.orchestration.resources import (
+    BlobStorageResource,
+    DatabaseResource,
+    ProvidersResource,
+    RenderQueueResource,
+)
+from render_assets.orchestration.resources.alerts import FailureAlertsResource
+from render_assets.orchestration.resources.webhooks import WebhooksResource
+from render_assets.orchestration.sensors import reconcile_sensor, render_job_sensor
+from render_assets.orchestration.sensors.failure_patterns import failure_pattern_sensor
+from render_assets.orchestration.sensors.prompt_rules import prompt_rules_sensor
+from render_assets.orchestration.sensors.retention import render_retention_sensor
+from render_assets.orchestration.sensors.webhooks import webhook_sensor
+
+
+def build_resources() -> dict[str, object]:
+    storage = BlobStorageResource(
+        url=config.RENDER_STORAGE_URL.resource_value() or config.storage_url(),
+        public_base_url=config.CDN_BASE_URL.resource_value(),
+        files_base_url=config.RENDER_FILES_BASE_URL.resource_value(),
+        gcp_project=config.GOOGLE_CLOUD_PROJECT.resource_value(),
+        private=config.flag(config.RENDER_STORAGE_PRIVATE),
+        signed_url_ttl_s=int(config.number(config.RENDER_SIGNED_URL_TTL_S)),
+        retry_timeout_s=config.number(config.RENDER_STORAGE_RETRY_S),
+    )
+    database = DatabaseResource(
+        url=config.DATABASE_URL.resource_value() or config.database_url(),
+        initial_credits=int(config.number(config.RENDER_DEFAULT_CREDITS)),
+    )
+    return {
+        "database": database,
+        "queue": RenderQueueResource(
+            redis_url=config.REDIS_URL.required_resource_value(),
+            queue_name=config.RENDER_QUEUE_NAME.required_resource_value(),
+            lock_duration_s=config.number(config.RENDER_LOCK_DURATION_S),
+            heartbeat_s=config.number(config.RENDER_HEARTBEAT_S),
+            claim_wait_s=config.number(config.RENDER_CLAIM_WAIT_S),
+            events_prefix=config.RENDER_EVENTS_PREFIX.required_resource_value(),
+            events_maxlen=int(config.number(config.RENDER_EVENTS_MAXLEN)),
+            events_ttl_s=int(config.number(config.RENDER_EVENTS_TTL_S)),
+            cancel_refund_after_generation=config.flag(config.RENDER_CANCEL_REFUND_AFTER_GENERATION),
+            database=database,
+        ),
+        "providers": ProvidersResource(
+            order=config.RENDER_PROVIDERS.required_resource_value(),
+            local_latency_s=config.number(config.LOCAL_PROVIDER_LATENCY_S),
+            redis_url=config.REDIS_URL.required_resource_value(),
+            google_project=config.GOOGLE_CLOUD_PROJECT.resource_value(),
+            google_region=config.GOOGLE_CLOUD_REGION.required_resource_value(),
+            google_image_model=config.GOOGLE_IMAGE_MODEL.required_resource_value(),
+            google_image_route=config.GOOGLE_IMAGE_ROUTE.required_resource_value(),
+            google_upscale_model=config.GOOGLE_UPSCALE_MODEL.resource_value(),
+            google_api_endpoint=config.GOOGLE_API_ENDPOINT.resource_value(),
+            google_timeout_s=config.number(config.GOOGLE_IMAGE_TIMEOUT_S),
+            openai_api_key=config.OPENAI_API_KEY.resource_value(),
+            openai_image_model=config.OPENAI_IMAGE_MODEL.required_resource_value(),
+            openai_base_url=config.OPENAI_BASE_URL.resource_value(),
+            openai_timeout_s=config.number(config.OPENAI_IMAGE_TIMEOUT_S),
+            job_deadline_s=config.number(config.RENDER_JOB_DEADLINE_S),
+            breaker_failures=int(config.number(config.RENDER_BREAKER_FAILURES)),
+            breaker_window_s=config.number(config.RENDER_BREAKER_WINDOW_S),
+            breaker_cooldown_s=config.number(config.RENDER_BREAKER_COOLDOWN_S),
+            outage_max_wait_s=config.number(config.RENDER_OUTAGE_MAX_WAIT_S),
+            source_image_hosts=config.RENDER_SOURCE_IMAGE_HOSTS.resource_value(),
+            source_image_max_bytes=int(config.number(config.RENDER_SOURCE_IMAGE_MAX_BYTES)),
+            source_image_timeout_s=config.number(config.RENDER_SOURCE_IMAGE_TIMEOUT_S),
+        ),
+        "storage": storage,
+        "io_manager": BlobIOManager(storage=storage),
+        "alerts": FailureAlertsResource(
+            webhook_url=config.SLACK_WEBHOOK_URL.resource_value(), patterns=config.FAILURE_PATTERNS.value()
+        ),
+        "webhooks": WebhooksResource(
+            url=config.RENDER_WEBHOOK_URL.resource_value(),
+            secret=config.RENDER_WEBHOOK_SECRET.resource_value(),
+            timeout_s=config.number(config.RENDER_WEBHOOK_TIMEOUT_S),
+            database=database,
+        ),
+    }
+
+
+def build_definitions(resources: dict[str, object]) -> Definitions:
+    return Definitions(
+        assets=[PROMPT_RULES, *RENDER_ASSETS],
+        jobs=[render_job],
+        sensors=[
+            render_job_sensor,
+            reconcile_sensor,
+            failure_pattern_sensor,
+            render_retention_sensor,
+            prompt_rules_sensor,
+            webhook_sensor,
+        ],
+        resources=resources,
+        executor=in_process_executor,
+    )
+
+
+setup_observability()  # logging, and Sentry when SENTRY_DSN is set
+defs = build_definitions(build_resources())

@@ -1,4 +1,0 @@
-from render_assets.sensors.reconcile import reconcile_sensor
-from render_assets.sensors.render_jobs import render_job_sensor
-
-__all__ = ["reconcile_sensor", "render_job_sensor"]

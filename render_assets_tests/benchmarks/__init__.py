@@ -1,0 +1,1 @@
+"""Benchmarks that drive the test fakes (run from a checkout: `make bench-poison`)."""
