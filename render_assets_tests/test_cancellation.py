@@ -22,7 +22,7 @@ from render_assets.persistence import ledger, renders
 from render_assets.persistence.models import RenderStatus
 from render_assets.services import cancellation
 from render_assets.services.audit import audit
-from render_assets.services.progress import ProgressPublisher
+from render_assets.services.cancellation import CancelOutcome
 from render_assets_tests.bullmq_jobs import bull_job
 from render_assets_tests.conftest import REDIS_URL
 from render_assets_tests.payloads import web_app_job
@@ -35,17 +35,11 @@ def stack(sqlite_url: str, queue_name: str, tmp_path: Path) -> Iterator[InProces
         yield stack
 
 
-def cancel(stack: InProcessStack, render_id: str, **options: Any) -> cancellation.CancelOutcome:
+def cancel(stack: InProcessStack, render_id: str, *, refund_after_generation: bool = False) -> CancelOutcome:
     """As the progress server's route and the CLI do."""
-    return cancellation.cancel(
-        stack.database,
-        stack.queue,
-        ProgressPublisher(stack.database, stack.queue, stack.resources["queue"].events()),
-        CancelSignals(REDIS_URL),
-        render_id,
-        source="test",
-        **options,
-    )
+    backends = stack.resources["queue"].backends()
+    backends.cancel_refund_after_generation = refund_after_generation
+    return cancellation.cancel(backends, render_id, source="test")
 
 
 def events(render_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -152,10 +146,11 @@ def test_what_a_cancelled_render_stored_is_removed(stack: InProcessStack) -> Non
     store.put(f"{folder}/0123456789abcdef-master.png", b"written before the run was stopped", content_type="image/png")
     cancel(stack, data["renderId"])
 
-    removed = cancellation.clean_up(stack.database, store)
+    backends = stack.resources["queue"].backends(stack.resources["storage"])
+    removed = cancellation.clean_up(backends)
 
     assert removed == [f"{folder}/0123456789abcdef-master.png"] and store.keys_under(folder) == []
-    assert cancellation.clean_up(stack.database, store) == []  # done once
+    assert cancellation.clean_up(backends) == []  # done once
 
 
 def test_the_command_line_cancels_and_says_when_it_is_too_late(

@@ -21,7 +21,7 @@ def test_the_render_job_materializes_the_four_assets_in_order() -> None:
         "prompt_rules": set(),
         "render_prompt": {"prompt_rules"},
         "raw_render": {"render_prompt"},
-        "qa_verdict": {"raw_render"},
+        "qa_verdict": {"raw_render", "render_prompt"},  # the prompt hash it records with a held render
         "cdn_image": {"raw_render", "qa_verdict", "render_prompt"},
     }
     assert graph.get(AssetKey("prompt_rules")).is_external  # observed, never materialized

@@ -28,6 +28,7 @@ from render_assets.persistence import renders
 from render_assets.persistence.database import Database
 from render_assets.persistence.models import RenderStatus
 from render_assets.services import delivery
+from render_assets.services.backends import Backends
 from render_assets.services.failures import RenderFailed
 from render_assets.services.progress import ProgressPublisher
 from render_assets.services.run_context import RenderRun
@@ -194,7 +195,8 @@ def test_deliver_records_the_result_with_every_url(sqlite_url: str, bull: BullQu
     run = _recorded_run(database, job)
     store = LocalBlobStore(tmp_path / "storage", "http://127.0.0.1:8000/files")
 
-    delivered = delivery.deliver(run, database, store, bull, ProgressPublisher(database, bull), _picture(512, 512), "h")
+    backends = Backends(database=database, queue=bull, storage=store)
+    delivered = delivery.deliver(run, backends, _picture(512, 512), "h")
 
     result = delivered.result
     assert result["imageUrl"].startswith("http://127.0.0.1:8000/files/renders/") and result["imageUrl"].endswith(
@@ -225,7 +227,9 @@ def test_deliver_removes_its_objects_when_recording_the_result_fails(
     store = LocalBlobStore(tmp_path / "storage")
 
     with pytest.raises(ConnectionError, match="redis went away"):
-        delivery.deliver(run, database, store, bull, FailingProgress(database, bull), _picture(), "h")
+        backends = Backends(database=database, queue=bull, storage=store)
+        backends.progress = FailingProgress(database, bull)
+        delivery.deliver(run, backends, _picture(), "h")
 
     assert store.keys_under(_folder(job)) == []
     with database.session() as session:
@@ -242,7 +246,7 @@ def test_storage_that_stays_down_fails_the_step_so_it_may_retry(
 
     with pytest.raises(RenderFailed, match=r"^could not store the images: RetryError, last HTTP 503$") as failed:
         delivery.deliver(
-            run, database, _gcs(_prefix(), retry=SHORT), bull, ProgressPublisher(database, bull), _picture(), "h"
+            run, Backends(database=database, queue=bull, storage=_gcs(_prefix(), retry=SHORT)), _picture(), "h"
         )
 
     assert (failed.value.retry_step, failed.value.permanent) == (True, False)

@@ -12,7 +12,7 @@ from render_assets.adapters.run_liveness import Heartbeat, RunLiveness
 from render_assets.persistence import renders
 from render_assets.persistence.database import Database
 from render_assets.persistence.models import RenderStatus, utcnow
-from render_assets.services.progress import ProgressPublisher
+from render_assets.services.backends import Backends
 from render_assets.services.reconciliation import ReconcilePolicy, RunInfo, RunPhase, reconcile
 from render_assets_tests.claimed_renders import DEPLOYMENT, claimed_render, kinds, status
 from render_assets_tests.conftest import REDIS_URL
@@ -38,9 +38,7 @@ def liveness() -> RunLiveness:
 
 def run_reconcile(database: Database, bull: BullQueue, runs: Runs, alive: RunLiveness, **policy: timedelta):  # type: ignore[no-untyped-def]
     return reconcile(
-        database,
-        bull,
-        ProgressPublisher(database, bull),
+        Backends(database=database, queue=bull),
         runs,
         alive.is_alive,
         deployment=DEPLOYMENT,

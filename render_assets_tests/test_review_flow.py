@@ -16,6 +16,8 @@ from dagster import AssetKey, AssetRecordsFilter
 from PIL import Image, ImageEnhance
 
 from render_assets import cli
+from render_assets.adapters.blob_storage import LocalBlobStore
+from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.domain.qa import QaVerdict
 from render_assets.orchestration.resources import ProvidersResource
 from render_assets.persistence import quality_reviews, renders
@@ -24,7 +26,7 @@ from render_assets.persistence.models import PerceptualHash, QualityReview, Rend
 from render_assets.providers.base import GeneratedImage, GenerationRequest
 from render_assets.providers.local import LocalProvider
 from render_assets.services import review
-from render_assets.services.progress import ProgressPublisher
+from render_assets.services.backends import Backends
 from render_assets_tests.conftest import REDIS_URL
 from render_assets_tests.payloads import web_app_job
 from render_assets_tests.stack import InProcessStack, in_process_stack
@@ -278,7 +280,7 @@ def test_render_prompt_metadata_holds_no_user_text(sqlite_url: str, queue_name: 
     assert {"mean_brightness", "contrast", "edge_energy", "placeholder_distance"} <= set(qa_metadata)
 
 
-def test_listing_filters_by_status_and_organization(database: Database) -> None:
+def test_listing_filters_by_status_and_organization(database: Database, tmp_path: Path) -> None:
     verdict = QaVerdict(verdict="review", reasons=["manual review requested"], score=1.0)
     for render_id, organization_id in (("render-l1", "org-a"), ("render-l2", "org-b")):
         with database.session() as session:
@@ -292,11 +294,14 @@ def test_listing_filters_by_status_and_organization(database: Database) -> None:
                 prompt_hash="0" * 64,
                 customer_attempt=True,
             )
-    assert [item.organization_id for item in review.listed(database)] == ["org-a", "org-b"]
-    assert [item.render_id for item in review.listed(database, organization_id="org-b")] == ["render-l2"]
-    assert review.listed(database, status="approved") == []
+    backends = Backends(
+        database=database, queue=BullQueue(REDIS_URL, "unused", 60_000), storage=LocalBlobStore(tmp_path)
+    )
+    assert [item.organization_id for item in review.listed(backends)] == ["org-a", "org-b"]
+    assert [item.render_id for item in review.listed(backends, organization_id="org-b")] == ["render-l2"]
+    assert review.listed(backends, status="approved") == []
     with pytest.raises(review.ReviewError, match="unknown review status 'done'"):
-        review.listed(database, status="done")
+        review.listed(backends, status="done")
 
 
 def test_approving_a_review_whose_image_is_gone_says_so_and_keeps_it_pending(
@@ -333,13 +338,7 @@ def test_an_operator_rerun_held_for_review_leaves_the_delivered_render_alone(
         held = the_review(stack, render_id)
         assert (held.status, held.customer_attempt) == ("pending", False)
         assert row(stack, render_id) == (RenderStatus.COMPLETED, first_url, None)
-        reason = review.reject(
-            stack.database,
-            stack.resources["storage"].get(),
-            stack.queue,
-            ProgressPublisher(stack.database, stack.queue),
-            held.id,
-        )
+        reason = review.reject(stack.resources["queue"].backends(stack.resources["storage"]), held.id)
         assert reason is None
         assert row(stack, render_id) == (RenderStatus.COMPLETED, first_url, None)
         assert transactions(stack, render_id) == [("charge", -1)]

@@ -12,7 +12,7 @@ from render_assets.persistence import ledger, renders
 from render_assets.persistence.database import Database
 from render_assets.persistence.models import CreditTransaction, RenderStatus, UsageRecord
 from render_assets.services.audit import audit
-from render_assets.services.progress import ProgressPublisher
+from render_assets.services.backends import Backends
 from render_assets.services.settlement import AttemptFailure, settle
 from render_assets_tests.claimed_renders import claimed_render, kinds, status
 from render_assets_tests.conftest import REDIS_URL
@@ -23,9 +23,7 @@ def test_a_failed_attempt_with_attempts_left_goes_back_to_bullmq_without_refund(
 ) -> None:
     render_id, run_key, job_id = claimed_render(database, bull)
 
-    settled = settle(
-        database, bull, ProgressPublisher(database, bull), render_id, failure=AttemptFailure(run_key, "boom")
-    )
+    settled = settle(Backends(database=database, queue=bull), render_id, failure=AttemptFailure(run_key, "boom"))
 
     assert (settled.status, settled.bullmq, settled.refunded) == (RenderStatus.RETRYING, "retrying", 0)
     assert bull.state(job_id) == "delayed"
@@ -34,10 +32,10 @@ def test_a_failed_attempt_with_attempts_left_goes_back_to_bullmq_without_refund(
 
 def test_the_last_attempt_refunds_once_however_often_it_is_settled(database: Database, bull: BullQueue) -> None:
     render_id, run_key, job_id = claimed_render(database, bull, attempts=1)
-    publisher = ProgressPublisher(database, bull)
+    backends = Backends(database=database, queue=bull)
 
-    first = settle(database, bull, publisher, render_id, failure=AttemptFailure(run_key, "provider exploded"))
-    again = [settle(database, bull, publisher, render_id, failure=AttemptFailure(run_key, "again")) for _ in range(3)]
+    first = settle(backends, render_id, failure=AttemptFailure(run_key, "provider exploded"))
+    again = [settle(backends, render_id, failure=AttemptFailure(run_key, "again")) for _ in range(3)]
 
     assert (first.status, first.bullmq, first.refunded) == (RenderStatus.FAILED, "failed", 1)
     assert all((s.recorded_failure, s.refunded, s.bullmq) == (False, 0, None) for s in again)
@@ -52,17 +50,17 @@ def test_a_permanent_failure_is_final_although_attempts_remain(database: Databas
     render_id, run_key, job_id = claimed_render(database, bull)
     failure = AttemptFailure(run_key, "invalid request", permanent=True)
 
-    assert settle(database, bull, ProgressPublisher(database, bull), render_id, failure=failure).bullmq == "failed"
+    assert settle(Backends(database=database, queue=bull), render_id, failure=failure).bullmq == "failed"
     assert bull.state(job_id) == "failed"
     assert kinds(database, render_id) == ["charge", "refund"]
 
 
 def test_a_stale_run_or_an_operator_run_changes_nothing(database: Database, bull: BullQueue) -> None:
     render_id, _run_key, job_id = claimed_render(database, bull)
-    publisher = ProgressPublisher(database, bull)
+    backends = Backends(database=database, queue=bull)
 
     for stale_key in ("someone-else:1:0", None):
-        settled = settle(database, bull, publisher, render_id, failure=AttemptFailure(stale_key, "old news"))
+        settled = settle(backends, render_id, failure=AttemptFailure(stale_key, "old news"))
         assert (settled.recorded_failure, settled.bullmq) == (False, None)
     assert status(database, render_id) == RenderStatus.PROCESSING
     assert bull.state(job_id) == "active"
@@ -74,9 +72,7 @@ def test_settling_fails_the_job_even_after_its_lock_lapsed(database: Database, q
     time.sleep(0.4)  # the run died: nobody renewed the lock
 
     settled = settle(
-        database,
-        short_lock,
-        ProgressPublisher(database, short_lock),
+        Backends(database=database, queue=short_lock),
         render_id,
         failure=AttemptFailure(run_key, "run died"),
     )
@@ -99,11 +95,11 @@ def test_a_delivery_that_crashed_before_telling_bullmq_is_completed_with_its_res
     with database.session() as session:
         assert [row.id for row in renders.unannounced(session)] == [render_id]
 
-    settled = settle(database, bull, ProgressPublisher(database, bull), render_id)
+    settled = settle(Backends(database=database, queue=bull), render_id)
 
     assert settled.bullmq == "completed"
     assert bull.state(job_id) == "completed"
-    assert settle(database, bull, ProgressPublisher(database, bull), render_id).bullmq is None
+    assert settle(Backends(database=database, queue=bull), render_id).bullmq is None
     with database.session() as session, pytest.raises(renders.StaleClaim):  # the claim is spent
         renders.mark_completed(
             session, render_id, claim_token=token, result=result, image_url="u", thumbnail_url="t", prompt_hash="h"
@@ -117,10 +113,10 @@ def test_a_delivery_that_crashed_before_telling_bullmq_is_completed_with_its_res
 def test_fifty_concurrent_settlements_refund_once(postgres_url: str, bull: BullQueue) -> None:
     database = Database(postgres_url)
     render_id, run_key, job_id = claimed_render(database, bull, attempts=1)
-    publisher = ProgressPublisher(database, bull)
+    backends = Backends(database=database, queue=bull)
 
     def settle_once(_: int) -> int:
-        return settle(database, bull, publisher, render_id, failure=AttemptFailure(run_key, "lost")).refunded
+        return settle(backends, render_id, failure=AttemptFailure(run_key, "lost")).refunded
 
     with ThreadPoolExecutor(max_workers=50) as pool:
         refunded = list(pool.map(settle_once, range(50)))
@@ -136,7 +132,7 @@ def test_the_audit_flags_a_customer_delivery_that_was_refunded(
     database: Database, bull: BullQueue, delivered_via: str
 ) -> None:
     render_id, run_key, _job_id = claimed_render(database, bull, attempts=1)
-    settle(database, bull, ProgressPublisher(database, bull), render_id, failure=AttemptFailure(run_key, "x"))
+    settle(Backends(database=database, queue=bull), render_id, failure=AttemptFailure(run_key, "x"))
     with database.session() as session:
         assert audit(session) == []
         row = renders.require(session, render_id)
@@ -176,7 +172,7 @@ def test_the_audit_command_lists_mismatches_and_exits_1(
     found = {row["render_id"]: row["problem"] for row in json.loads(capsys.readouterr().out)["mismatches"]}
     assert found == {failed_id: "not delivered to the customer but charged 1", "ghost": "refund without a charge"}
 
-    settle(database, bull, ProgressPublisher(database, bull), failed_id)  # the reconciler's catch-up refunds it
+    settle(Backends(database=database, queue=bull), failed_id)  # the reconciler's catch-up refunds it
     with database.session() as session:
         session.query(CreditTransaction).filter_by(render_id="ghost").delete()
     assert main(["credits", "audit"]) == 0

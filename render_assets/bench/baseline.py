@@ -32,7 +32,7 @@ from render_assets.providers.budget import BudgetSettings, RetryBudget  # noqa: 
 from render_assets.providers.circuit_breaker import BreakerSettings, CircuitBreaker  # noqa: E402
 from render_assets.providers.registry import ProviderSettings, build_providers  # noqa: E402
 from render_assets.services import claims, delivery, generation, prompting, quality  # noqa: E402
-from render_assets.services.progress import ProgressPublisher  # noqa: E402
+from render_assets.services.backends import Backends  # noqa: E402
 from render_assets.services.run_context import load_run  # noqa: E402
 
 IMPORT_CPU_S = time.process_time() - _started_cpu
@@ -54,21 +54,21 @@ def render_one(database: Database, queue: BullQueue, client: redis.Redis, storag
         raise BaselineError(f"could not claim the job: {outcome}")
     claim = outcome.runs[0]
     run = load_run(database, claim.render_id, claim.run_key)
-    progress = ProgressPublisher(database, queue, EventStream(queue.redis_url))
     store = open_blob_store(storage_url, public_base_url=None, gcs_client=_no_gcs)
-    built = prompting.prepare_prompt(run, database, progress, initial_credits=100)
+    backends = Backends(database=database, queue=queue, storage=store, events=EventStream(queue.redis_url))
+    built = prompting.prepare_prompt(run, backends)
     generated = generation.generate(
         run,
         build_providers("local", settings=ProviderSettings()),
-        progress,
+        backends.progress,
         built,
         breaker=CircuitBreaker(client, BreakerSettings(), prefix="bench:baseline:breaker"),
         budget=RetryBudget(client, f"bench:baseline:budget:{uuid.uuid4().hex}", BudgetSettings()),
     )
-    checked = quality.check_quality(run, database, store, queue, progress, generated.image)
+    checked = quality.check_quality(run, backends, generated.image, prompt_hash=built.sha256)
     if checked.review_id is not None or checked.verdict.verdict == "fail":
         raise BaselineError(f"QA did not pass the image: {checked.verdict.verdict}")
-    delivered = delivery.deliver(run, database, store, queue, progress, generated.image, prompt_hash=built.sha256)
+    delivered = delivery.deliver(run, backends, generated.image, prompt_hash=built.sha256)
     if queue.state(claim.bull_job_id) != "completed" or not delivered.result["imageUrl"]:
         raise BaselineError("the job was not completed")
 

@@ -20,18 +20,15 @@ from render_assets.domain.payload import InvalidJob, parse_job
 from render_assets.domain.queue_contract import job_options
 from render_assets.persistence import ledger, render_versions, renders
 from render_assets.persistence.database import Database
+from render_assets.services.backends import DatabaseSettings, QueueSettings, database_options, queue_options
 
 
 def _database() -> Database:
-    return Database(config.database_url())
+    return DatabaseSettings(**database_options()).open()
 
 
 def _queue() -> BullQueue:
-    return BullQueue(
-        config.REDIS_URL.value() or "",
-        config.RENDER_QUEUE_NAME.value() or "",
-        int(config.number(config.RENDER_LOCK_DURATION_S) * 1000),
-    )
+    return QueueSettings(**queue_options()).open_queue()
 
 
 def _print(value: Any, as_json: bool) -> None:
@@ -156,27 +153,10 @@ def cmd_credits_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from render_assets.adapters.cancel_signals import CancelSignals
-    from render_assets.adapters.event_stream import EventStream
+    from render_assets.services.backends import BackendSettings
     from render_assets.services.cancellation import TOO_LATE, cancel
-    from render_assets.services.progress import ProgressPublisher
 
-    database, queue = _database(), _queue()
-    events = EventStream(
-        config.REDIS_URL.value() or "",
-        prefix=config.RENDER_EVENTS_PREFIX.value() or "",
-        maxlen=int(config.number(config.RENDER_EVENTS_MAXLEN)),
-        ttl_s=int(config.number(config.RENDER_EVENTS_TTL_S)),
-    )
-    outcome = cancel(
-        database,
-        queue,
-        ProgressPublisher(database, queue, events),
-        CancelSignals(config.REDIS_URL.value() or ""),
-        args.render_id,
-        source="cli",
-        refund_after_generation=config.flag(config.RENDER_CANCEL_REFUND_AFTER_GENERATION),
-    )
+    outcome = cancel(BackendSettings.from_environment().open(), args.render_id, source="cli")
     _print(outcome.as_dict(), args.json)
     return 1 if outcome.outcome == TOO_LATE else 0
 
@@ -191,23 +171,18 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     # Imported here: the web stack is needed by this command only.
+    from render_assets.services.backends import BackendSettings
     from render_assets.web.server import serve
     from render_assets.web.settings import WebSettings
 
-    settings = WebSettings(
-        redis_url=config.REDIS_URL.value() or "",
-        queue_name=config.RENDER_QUEUE_NAME.value() or "",
-        database_url=config.database_url(),
-        lock_duration_ms=int(config.number(config.RENDER_LOCK_DURATION_S) * 1000),
-        events_prefix=config.RENDER_EVENTS_PREFIX.value() or "",
+    settings = WebSettings.of(
+        BackendSettings.from_environment(),
         sse_secret=config.RENDER_SSE_SECRET.value(),
         keepalive_s=config.number(config.RENDER_SSE_KEEPALIVE_S),
         cors_origins=tuple(
             origin.strip() for origin in (config.RENDER_SSE_CORS_ORIGINS.value() or "").split(",") if origin.strip()
         ),
-        storage_url=config.storage_url(),
         examples_dir=Path(args.examples),
-        cancel_refund_after_generation=config.flag(config.RENDER_CANCEL_REFUND_AFTER_GENERATION),
     )
     serve(settings, host=args.host, port=args.port)
     return 0

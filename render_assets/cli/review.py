@@ -12,61 +12,27 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
-from render_assets import config
-from render_assets.adapters.blob_storage import BlobStore
-from render_assets.adapters.bullmq_queue import BullQueue
-from render_assets.adapters.event_stream import EventStream
-from render_assets.orchestration.resources.storage import BlobStorageResource
-from render_assets.persistence.database import Database
 from render_assets.persistence.quality_reviews import STATUSES
 from render_assets.services import review
-from render_assets.services.progress import ProgressPublisher
-
-
-@dataclass(frozen=True)
-class _Backends:
-    database: Database
-    storage: BlobStore
-    queue: BullQueue
-    progress: ProgressPublisher
+from render_assets.services.backends import Backends, BackendSettings
 
 
 @contextmanager
-def _backends() -> Iterator[_Backends]:
-    """The worker's database, storage, queue and event stream, from the same variables it reads."""
-    database = Database(config.database_url())
-    storage = BlobStorageResource(
-        url=config.storage_url(),
-        public_base_url=config.CDN_BASE_URL.value(),
-        files_base_url=config.RENDER_FILES_BASE_URL.value(),
-        gcp_project=config.GOOGLE_CLOUD_PROJECT.value(),
-        private=config.flag(config.RENDER_STORAGE_PRIVATE),
-        signed_url_ttl_s=int(config.number(config.RENDER_SIGNED_URL_TTL_S)),
-    ).get()
-    redis_url = config.REDIS_URL.value() or ""
-    queue = BullQueue(
-        redis_url, config.RENDER_QUEUE_NAME.value() or "", int(config.number(config.RENDER_LOCK_DURATION_S) * 1000)
-    )
-    events = EventStream(
-        redis_url,
-        prefix=config.RENDER_EVENTS_PREFIX.value() or "",
-        maxlen=int(config.number(config.RENDER_EVENTS_MAXLEN)),
-        ttl_s=int(config.number(config.RENDER_EVENTS_TTL_S)),
-    )
+def _backends() -> Iterator[Backends]:
+    """The worker's back-ends, from the same variables it reads."""
+    backends = BackendSettings.from_environment().open()
     try:
-        yield _Backends(database, storage, queue, ProgressPublisher(database, queue, events))
+        yield backends
     finally:
-        database.dispose()
+        backends.database.dispose()
 
 
 def cmd_review_list(args: argparse.Namespace) -> int:
     with _backends() as backends:
         items = review.listed(
-            backends.database,
-            backends.storage,
+            backends,
             status=None if args.status == "all" else args.status,
             organization_id=args.organization,
             limit=args.limit,
@@ -87,10 +53,7 @@ def _decide(args: argparse.Namespace, action: str) -> int:
         try:
             if action == "approve":
                 result: Any = review.approve(
-                    backends.database,
-                    backends.storage,
-                    backends.queue,
-                    backends.progress,
+                    backends,
                     args.review_id,
                     by=args.by,
                     note=args.note,
@@ -98,10 +61,7 @@ def _decide(args: argparse.Namespace, action: str) -> int:
                 print(f"review {args.review_id} approved: delivered {result['imageUrl']}")
             else:
                 reason = review.reject(
-                    backends.database,
-                    backends.storage,
-                    backends.queue,
-                    backends.progress,
+                    backends,
                     args.review_id,
                     by=args.by,
                     note=args.note,

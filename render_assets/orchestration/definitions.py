@@ -23,33 +23,21 @@ from render_assets.orchestration.sensors.failure_patterns import failure_pattern
 from render_assets.orchestration.sensors.prompt_rules import prompt_rules_sensor
 from render_assets.orchestration.sensors.retention import render_retention_sensor
 from render_assets.orchestration.sensors.webhooks import webhook_sensor
+from render_assets.services.backends import database_options, queue_options, storage_options
 
 
 def build_resources() -> dict[str, object]:
-    storage = BlobStorageResource(
-        url=config.RENDER_STORAGE_URL.resource_value() or config.storage_url(),
-        public_base_url=config.CDN_BASE_URL.resource_value(),
-        files_base_url=config.RENDER_FILES_BASE_URL.resource_value(),
-        gcp_project=config.GOOGLE_CLOUD_PROJECT.resource_value(),
-        private=config.flag(config.RENDER_STORAGE_PRIVATE),
-        signed_url_ttl_s=int(config.number(config.RENDER_SIGNED_URL_TTL_S)),
-        retry_timeout_s=config.number(config.RENDER_STORAGE_RETRY_S),
-    )
-    database = DatabaseResource(
-        url=config.DATABASE_URL.resource_value() or config.database_url(),
-        initial_credits=int(config.number(config.RENDER_DEFAULT_CREDITS)),
-    )
+    # The back-ends read the same options as the CLI and the progress server (services/backends.py);
+    # a variable that is set reaches the resource as an EnvVar, so its value stays out of the UI.
+    read = config.Variable.resource_value
+    storage = BlobStorageResource(**storage_options(read))
+    database = DatabaseResource(**database_options(read))
     return {
         "database": database,
         "queue": RenderQueueResource(
-            redis_url=config.REDIS_URL.required_resource_value(),
-            queue_name=config.RENDER_QUEUE_NAME.required_resource_value(),
-            lock_duration_s=config.number(config.RENDER_LOCK_DURATION_S),
+            **queue_options(read),
             heartbeat_s=config.number(config.RENDER_HEARTBEAT_S),
             claim_wait_s=config.number(config.RENDER_CLAIM_WAIT_S),
-            events_prefix=config.RENDER_EVENTS_PREFIX.required_resource_value(),
-            events_maxlen=int(config.number(config.RENDER_EVENTS_MAXLEN)),
-            events_ttl_s=int(config.number(config.RENDER_EVENTS_TTL_S)),
             cancel_refund_after_generation=config.flag(config.RENDER_CANCEL_REFUND_AFTER_GENERATION),
             database=database,
         ),

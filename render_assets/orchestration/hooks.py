@@ -2,7 +2,6 @@ from dagster import Failure, HookContext, failure_hook
 
 from render_assets.orchestration.instrumentation import reports_failures
 from render_assets.orchestration.run_identity import OUTCOME_TAG, RunIdentity
-from render_assets.services.progress import ProgressPublisher
 from render_assets.services.settlement import AttemptFailure, operator_run_outcome, settle
 
 
@@ -30,7 +29,5 @@ def settle_failed_render(context: HookContext) -> None:
         # The message may hold paths, hosts or payload text: the customer gets the kind of error,
         # operators get the whole of it in the run's logs.
         reason, permanent = f"{context.step_key} failed: internal error ({type(error).__name__})", False
-    queue = context.resources.queue.get()
     failure = AttemptFailure(run_key=identity.claim_run_key, reason=reason, permanent=permanent)
-    publisher = ProgressPublisher(database, queue, context.resources.queue.events())
-    settle(database, queue, publisher, identity.render_id, failure=failure)
+    settle(context.resources.queue.backends(), identity.render_id, failure=failure)

@@ -14,15 +14,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from render_assets.adapters.blob_storage import BlobStore
 from render_assets.adapters.bullmq_queue import BullQueue
-from render_assets.adapters.cancel_signals import CancelSignals
 from render_assets.domain.object_keys import render_folder
 from render_assets.persistence import cancellations, quality_reviews, renders
-from render_assets.persistence.database import Database
 from render_assets.persistence.models import RenderStatus
 from render_assets.services import delivery
-from render_assets.services.progress import ProgressPublisher
+from render_assets.services.backends import Backends
 from render_assets.services.settlement import Cancel, settle
 
 log = logging.getLogger(__name__)
@@ -44,17 +41,10 @@ class CancelOutcome:
         return {"renderId": self.render_id, "outcome": self.outcome, "status": self.status, "charged": self.charged}
 
 
-def cancel(
-    database: Database,
-    queue: BullQueue,
-    progress: ProgressPublisher,
-    signals: CancelSignals,
-    render_id: str,
-    *,
-    source: str,
-    refund_after_generation: bool = False,
-) -> CancelOutcome:
-    """Cancel a render now; idempotent, whoever calls and however often."""
+def cancel(backends: Backends, render_id: str, *, source: str) -> CancelOutcome:
+    """Cancel a render now; idempotent, whoever calls and however often. Refunded unless its image
+    was made already (`Backends.cancel_refund_after_generation` refunds those too)."""
+    database = backends.database
     with database.session() as session:
         cancellations.request(session, render_id, source)
         row = renders.get(session, render_id)
@@ -64,17 +54,18 @@ def cancel(
         return CancelOutcome(render_id, PENDING, None)
     if before in (RenderStatus.COMPLETED, RenderStatus.FAILED):
         return CancelOutcome(render_id, TOO_LATE, before)
-    settled = settle(database, queue, progress, render_id, cancel=Cancel(refund_after_generation))
+    settled = settle(backends, render_id, cancel=Cancel(backends.cancel_refund_after_generation))
     with database.session() as session:
         row = renders.require(session, render_id)
         status, charged, bull_job_id = row.status, row.cancel_charged, row.bull_job_id
     if not settled.cancelled:
         outcome = ALREADY_CANCELLED if status == RenderStatus.CANCELLED else TOO_LATE
         return CancelOutcome(render_id, outcome, status, charged if status == RenderStatus.CANCELLED else None)
-    signals.send(render_id)  # a run on it stops; one not started yet stops at its first step
+    if backends.cancel_signals is not None:
+        backends.cancel_signals.send(render_id)  # a run on it stops; one not started yet stops at its first step
     if before in (RenderStatus.RETRYING, RenderStatus.WAITING) and bull_job_id:
         # Delayed in BullMQ, claimed by nobody: due now, so the next claim fails it "cancelled".
-        _promote_quietly(queue, bull_job_id)
+        _promote_quietly(backends.queue, bull_job_id)
     log.info("render %s cancelled (%s); charge %s", render_id, source, "stands" if charged else "refunded")
     return CancelOutcome(render_id, CANCELLED, status, charged)
 
@@ -86,10 +77,11 @@ def _promote_quietly(queue: BullQueue, job_id: str) -> None:
         log.warning("could not make job %s due now", job_id, exc_info=True)
 
 
-def clean_up(database: Database, storage: BlobStore) -> list[str]:
+def clean_up(backends: Backends) -> list[str]:
     """Remove what cancelled renders had stored (delivery variants a run wrote before it was
     stopped, a held review image): nothing of a cancelled render stays. Returns the keys removed.
     A key that cannot be removed is left, and the render tried again on the next call."""
+    database, storage = backends.database, backends.storage
     with database.session() as session:
         cancelled = [(row.id, row.organization_id, row.project_id) for row in cancellations.uncleaned(session)]
     removed: list[str] = []

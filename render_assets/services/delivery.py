@@ -21,18 +21,16 @@ from typing import Any
 from PIL import Image
 
 from render_assets.adapters.blob_storage import BlobStore
-from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.domain import imaging
 from render_assets.domain.object_keys import IMMUTABLE_CACHE_CONTROL, object_key, render_folder, variant_of
 from render_assets.domain.payload import RenderJob
 from render_assets.domain.progress import Stage
 from render_assets.domain.variants import VARIANTS, Variant, encode_variant
 from render_assets.persistence import renders
-from render_assets.persistence.database import Database
 from render_assets.persistence.models import Render, RenderStatus, utcnow
 from render_assets.persistence.render_versions import DeliveredVersion, VersionFacts
+from render_assets.services.backends import Backends
 from render_assets.services.failures import RenderFailed
-from render_assets.services.progress import ProgressPublisher
 from render_assets.services.render_webhooks import RenderWebhooks
 from render_assets.services.run_context import RenderRun
 from render_assets.services.settlement import settle
@@ -131,10 +129,7 @@ def store_variants(storage: BlobStore, job: RenderJob, image: Image.Image, promp
 
 def deliver(
     run: RenderRun,
-    database: Database,
-    storage: BlobStore,
-    queue: BullQueue,
-    progress: ProgressPublisher,
+    backends: Backends,
     image: Image.Image,
     prompt_hash: str,
     *,
@@ -151,6 +146,7 @@ def deliver(
     attempt). Storage that still fails after its own retries raises `RenderFailed` with
     `retry_step`: running the delivery step again may help, and it never calls the provider again.
     """
+    database, storage, progress = backends.database, backends.storage, backends.progress
     try:
         variants = store_variants(storage, run.job, image, prompt_hash)
     except Exception as error:
@@ -202,7 +198,7 @@ def deliver(
     if run.bull is not None:
         progress.stage(run, Stage.COMPLETED)
         # Tells BullMQ and records usage; if Redis is away, the reconciler finishes it later.
-        settle(database, queue, progress, run.render_id)
+        settle(backends, run.render_id)
     elif run.is_operator_run and version.new:
         progress.rerendered(run.render_id, version.version, result)
         if webhooks is not None:

@@ -15,15 +15,14 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.domain.progress import WAITING_FOR_PROVIDER, Progress
 from render_assets.persistence import renders
 from render_assets.persistence.database import Database
 from render_assets.persistence.models import utcnow
 from render_assets.providers.failover import Outage
+from render_assets.services.backends import Backends
 from render_assets.services.failure_reports import StepFailure, report_failure
 from render_assets.services.failures import RenderFailed
-from render_assets.services.progress import ProgressPublisher
 from render_assets.services.run_context import RenderRun
 
 log = logging.getLogger(__name__)
@@ -39,9 +38,7 @@ class Held:
 
 def hold_for_providers(
     run: RenderRun,
-    database: Database,
-    queue: BullQueue,
-    progress: ProgressPublisher,
+    backends: Backends,
     outage: Outage,
     *,
     max_wait_s: float,
@@ -53,6 +50,7 @@ def hold_for_providers(
     if run.bull is None:
         raise ValueError("only a customer's run, which holds a BullMQ claim, can wait for providers")
     now = now or utcnow()
+    database, queue = backends.database, backends.queue
     with database.session() as session:
         row = renders.require(session, run.render_id)
         first_claim, percent = _aware(row.created_at), row.progress or 0
@@ -65,7 +63,9 @@ def hold_for_providers(
     message = f"Image providers are unavailable; next try at {until:%H:%M:%S} UTC"
     # The stage (row, stream, BullMQ: its call needs our lock), then the job goes back, delayed,
     # its attempt unspent.
-    progress.send(run.render_id, run.bull, Progress(percent=percent, stage=WAITING_FOR_PROVIDER, message=message))
+    backends.progress.send(
+        run.render_id, run.bull, Progress(percent=percent, stage=WAITING_FOR_PROVIDER, message=message)
+    )
     with database.session() as session:
         renders.mark_waiting(session, run.render_id, until=until, cause=cause)
     queue.release(run.bull, delay_ms=max(1_000, int((until - utcnow()).total_seconds() * 1000)))

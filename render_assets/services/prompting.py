@@ -5,16 +5,14 @@ from __future__ import annotations
 from render_assets.domain.progress import Stage
 from render_assets.domain.prompt import BuiltPrompt, build_prompt
 from render_assets.persistence import ledger, renders
-from render_assets.persistence.database import Database
+from render_assets.services.backends import Backends
 from render_assets.services.failures import RenderFailed
-from render_assets.services.progress import ProgressPublisher
 from render_assets.services.run_context import RenderRun
 
 
-def prepare_prompt(
-    run: RenderRun, database: Database, progress: ProgressPublisher, *, initial_credits: int
-) -> BuiltPrompt:
+def prepare_prompt(run: RenderRun, backends: Backends) -> BuiltPrompt:
     """Charge the render (only runs that hold a BullMQ claim charge), then build its prompt."""
+    database, progress = backends.database, backends.progress
     with database.session() as session:
         if not run.is_operator_run:  # an operator's re-render leaves the row's status alone
             renders.mark_processing(session, run.render_id)
@@ -30,7 +28,7 @@ def prepare_prompt(
                     render_id=run.render_id,
                     organization_id=run.job.organizationId,
                     cost=cost,
-                    initial_credits=initial_credits,
+                    initial_credits=backends.initial_credits,
                 )
         except ledger.InsufficientCredits as error:
             raise RenderFailed(str(error), permanent=True) from None

@@ -12,16 +12,12 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from render_assets.adapters.blob_storage import BlobStore
-from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.domain.progress import Stage
-from render_assets.domain.prompt import build_prompt
 from render_assets.domain.qa import Duplicate, QaVerdict, check_image
 from render_assets.persistence import perceptual_hashes
-from render_assets.persistence.database import Database
 from render_assets.services import review
+from render_assets.services.backends import Backends
 from render_assets.services.failures import RenderFailed
-from render_assets.services.progress import ProgressPublisher
 from render_assets.services.run_context import RenderRun
 
 
@@ -41,17 +37,17 @@ class QualityOutcome:
 
 def check_quality(
     run: RenderRun,
-    database: Database,
-    storage: BlobStore,
-    queue: BullQueue,
-    progress: ProgressPublisher,
+    backends: Backends,
     image: Image.Image,
     *,
+    prompt_hash: str,
     from_customer_photo: bool = False,
 ) -> QualityOutcome:
-    """`from_customer_photo`: the render edits the customer's photo, so the organization's other
-    renders of that yard look alike by design and the duplicate check is skipped (its hash is
-    still recorded)."""
+    """`prompt_hash`: the hash of the prompt the image was made from (render_prompt's), recorded
+    with a held render. `from_customer_photo`: the render edits the customer's photo, so the
+    organization's other renders of that yard look alike by design and the duplicate check is
+    skipped (its hash is still recorded)."""
+    database = backends.database
     organization_id = run.job.organizationId
 
     def find_duplicate(value: int) -> Duplicate | None:
@@ -70,13 +66,11 @@ def check_quality(
         # The same image would fail again, but another BullMQ attempt draws a new seed.
         raise QualityFailed(verdict)
     if verdict.held:
-        # The prompt hash depends on the payload only, so rebuilding it gives the delivered value.
-        prompt_hash = build_prompt(run.job).sha256
-        review_id = review.hold(run, database, storage, queue, progress, image, verdict, prompt_hash=prompt_hash)
+        review_id = review.hold(run, backends, image, verdict, prompt_hash=prompt_hash)
         return QualityOutcome(verdict, review_id)
     with database.session() as session:
         perceptual_hashes.record(
             session, render_id=run.render_id, organization_id=organization_id, value=int(verdict.phash, 16)
         )
-    progress.stage(run, Stage.QUALITY_CHECKED)
+    backends.progress.stage(run, Stage.QUALITY_CHECKED)
     return QualityOutcome(verdict)

@@ -10,11 +10,9 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.persistence import ledger, renders
-from render_assets.persistence.database import Database
 from render_assets.persistence.models import utcnow
-from render_assets.services.progress import ProgressPublisher
+from render_assets.services.backends import Backends
 from render_assets.services.settlement import AttemptFailure, Settlement, settle
 
 log = logging.getLogger(__name__)
@@ -64,9 +62,7 @@ class Reconciliation:
 
 
 def reconcile(
-    database: Database,
-    queue: BullQueue,
-    progress: ProgressPublisher,
+    backends: Backends,
     runs: RunLookup,
     is_alive: Callable[[str], bool],
     *,
@@ -81,7 +77,7 @@ def reconcile(
     settling those needs no run, and is idempotent."""
     now = now or utcnow()
     outcome = Reconciliation()
-    with database.session() as session:
+    with backends.database.session() as session:
         in_flight = [
             (row.id, row.run_key, _aware(row.claimed_at or row.created_at))
             for row in renders.in_flight(session, deployment)
@@ -92,14 +88,12 @@ def reconcile(
         info = runs.find(run_key) if run_key else None
         reason = _lost_attempt(runs, is_alive, info, claimed_at, now, policy, outcome)
         if reason and run_key:
-            settled = settle(
-                database, queue, progress, render_id, failure=AttemptFailure(run_key=run_key, reason=reason)
-            )
+            settled = settle(backends, render_id, failure=AttemptFailure(run_key=run_key, reason=reason))
             outcome.settled.append(settled)
             if settled.recorded_failure:
                 outcome.lost.append(LostAttempt(render_id, run_key, info.run_id if info else None, reason))
     for render_id in dict.fromkeys(unannounced + unrefunded):
-        outcome.settled.append(settle(database, queue, progress, render_id))
+        outcome.settled.append(settle(backends, render_id))
     return outcome
 
 

@@ -22,18 +22,15 @@ from datetime import datetime
 
 from PIL import Image
 
-from render_assets.adapters.blob_storage import BlobStore
-from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.domain import imaging
 from render_assets.domain.object_keys import object_key
 from render_assets.domain.payload import RenderJob
 from render_assets.domain.progress import Progress, Stage
 from render_assets.domain.qa import QaVerdict
 from render_assets.persistence import perceptual_hashes, quality_reviews, renders
-from render_assets.persistence.database import Database
 from render_assets.persistence.quality_reviews import APPROVED, IN_REVIEW, PENDING, REJECTED, ReviewError
 from render_assets.services import delivery, settlement
-from render_assets.services.progress import ProgressPublisher
+from render_assets.services.backends import Backends
 from render_assets.services.render_webhooks import RenderWebhooks
 from render_assets.services.run_context import RenderRun
 
@@ -70,23 +67,16 @@ class ReviewItem:
         }
 
 
-def _settle(database: Database, queue: BullQueue, progress: ProgressPublisher, render_id: str) -> None:
-    """The one call into settlement: refunds a failed render once, records a delivered one's usage."""
-    settlement.settle(database, queue, progress, render_id)
-
-
 def hold(
     run: RenderRun,
-    database: Database,
-    storage: BlobStore,
-    queue: BullQueue,
-    progress: ProgressPublisher,
+    backends: Backends,
     image: Image.Image,
     verdict: QaVerdict,
     *,
     prompt_hash: str,
 ) -> int:
     """Keep the image, queue the render for review and, for a customer's job, answer BullMQ."""
+    database, storage = backends.database, backends.storage
     job = run.job
     encoded = imaging.encode(image, "PNG")
     key = object_key(
@@ -110,9 +100,9 @@ def hold(
         )
         result = _held_result(job, review_id, prompt_hash, verdict)
         held = quality_reviews.mark_render_held(session, run.render_id, result)
-    progress.stage(run, Stage.QUALITY_CHECKED, message=quality_reviews.HELD_MESSAGE)
+    backends.progress.stage(run, Stage.QUALITY_CHECKED, message=quality_reviews.HELD_MESSAGE)
     if held and run.bull is not None:
-        queue.complete(run.bull, result)
+        backends.queue.complete(run.bull, result)
         with database.session() as session:
             renders.release_claim(session, run.render_id, run.bull.token)
     log.info("render %s held for review %s (score %.2f)", run.render_id, review_id, verdict.score)
@@ -132,15 +122,15 @@ def _held_result(job: RenderJob, review_id: int, prompt_hash: str, verdict: QaVe
 
 
 def listed(
-    database: Database,
-    storage: BlobStore | None = None,
+    backends: Backends,
     *,
     status: str | None = PENDING,
     organization_id: str | None = None,
     limit: int = 50,
 ) -> list[ReviewItem]:
-    """The queue, oldest first; with `storage`, image URLs are made afresh (signed ones expire)."""
-    with database.session() as session:
+    """The queue, oldest first, with image URLs made afresh (signed ones expire)."""
+    storage = backends.storage
+    with backends.database.session() as session:
         rows = quality_reviews.listed(session, status=status, organization_id=organization_id, limit=limit)
         return [
             ReviewItem(
@@ -150,7 +140,7 @@ def listed(
                 status=row.status,
                 score=row.score,
                 reasons=list(row.reasons or []),
-                image_url=storage.url(row.image_key) if storage is not None else row.image_url,
+                image_url=storage.url(row.image_key),
                 created_at=row.created_at,
                 decided_by=row.decided_by,
                 note=row.note,
@@ -160,10 +150,7 @@ def listed(
 
 
 def approve(
-    database: Database,
-    storage: BlobStore,
-    queue: BullQueue,
-    progress: ProgressPublisher,
+    backends: Backends,
     review_id: int,
     *,
     by: str | None = None,
@@ -173,6 +160,7 @@ def approve(
     """Deliver the held image; returns the delivered result. Approving again after a crash
     part-way finishes the delivery. An operator re-run's image becomes the render's next version
     (the web app hears of it as a re-render)."""
+    database = backends.database
     with database.session() as session:
         review = quality_reviews.require(session, review_id)
         render = renders.require(session, review.render_id)
@@ -188,7 +176,7 @@ def approve(
         held_at = review.created_at
     try:
         try:
-            image = imaging.decode(storage.get(key))
+            image = imaging.decode(backends.storage.get(key))
         except Exception as error:  # missing or damaged: say so instead of a storage traceback
             raise ReviewError(
                 f"the held image of review {review_id} cannot be read ({type(error).__name__}); "
@@ -196,10 +184,7 @@ def approve(
             ) from None
         delivered = delivery.deliver(
             RenderRun(render_id=job.renderId, job=job, bull=None, operator=not customer),
-            database,
-            storage,
-            queue,
-            progress,
+            backends,
             image,
             prompt_hash,
             started_at=None if customer else held_at,
@@ -213,16 +198,13 @@ def approve(
         with database.session() as session:
             # The customer's job is what delivered it, late: charge stands and usage is recorded.
             renders.require(session, job.renderId).delivered_via = "bullmq"
-        _settle(database, queue, progress, job.renderId)
+        settlement.settle(backends, job.renderId)  # the charge stands; usage is recorded
     log.info("review %s approved: render %s delivered", review_id, job.renderId)
     return delivered.result
 
 
 def reject(
-    database: Database,
-    storage: BlobStore,
-    queue: BullQueue,
-    progress: ProgressPublisher,
+    backends: Backends,
     review_id: int,
     *,
     by: str | None = None,
@@ -232,7 +214,7 @@ def reject(
     render's failure reason (None for an operator review, which changes no render)."""
     reason = "rejected in manual quality review" + (f": {note.strip()}" if note and note.strip() else "")
     reason = reason[: quality_reviews.MAX_NOTE_CHARS]
-    with database.session() as session:
+    with backends.database.session() as session:
         review = quality_reviews.require(session, review_id)
         if not quality_reviews.decide(session, review_id, status=REJECTED, by=by, note=note):
             raise ReviewError(f"review {review_id} is already {review.status}")
@@ -242,10 +224,10 @@ def reject(
             renders.mark_failed(session, render.id, reason=reason, final=True)
         render_id, key, percent = render.id, review.image_key, render.progress
     if failing:
-        _settle(database, queue, progress, render_id)
-        progress.send(render_id, None, Progress(percent=percent, stage=Stage.FAILED.value, message=reason))
+        settlement.settle(backends, render_id)  # refunded once
+        backends.progress.send(render_id, None, Progress(percent=percent, stage=Stage.FAILED.value, message=reason))
     try:
-        storage.delete(key)
+        backends.storage.delete(key)
     except Exception as error:  # the decision stands; a leftover held image is only clutter
         log.warning("could not remove the held image of review %s: %s", review_id, type(error).__name__)
     log.info("review %s rejected (render %s %s)", review_id, render_id, "failed" if failing else "unchanged")

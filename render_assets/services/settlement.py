@@ -17,7 +17,7 @@ from render_assets.domain.progress import CANCELLED, RETRYING, Progress, Stage
 from render_assets.persistence import ledger, renders
 from render_assets.persistence.database import Database
 from render_assets.persistence.models import RenderStatus
-from render_assets.services.progress import ProgressPublisher
+from render_assets.services.backends import Backends
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,7 @@ def short_reason(reason: str) -> str:
 
 
 def settle(
-    database: Database,
-    queue: BullQueue,
-    progress: ProgressPublisher,
+    backends: Backends,
     render_id: str,
     *,
     failure: AttemptFailure | None = None,
@@ -76,6 +74,7 @@ def settle(
 ) -> Settlement:
     """`failure`: an attempt ended in failure; `cancel`: its customer cancelled the render (an
     ended render stays as it ended: a delivered one is delivered and charged)."""
+    database, queue, progress = backends.database, backends.queue, backends.progress
     with database.session() as session:
         render = renders.lock(session, render_id)
         if render is None:

@@ -37,9 +37,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from render_assets.adapters.bullmq_queue import BullQueue
-from render_assets.adapters.cancel_signals import CancelSignals
-from render_assets.adapters.event_stream import EventStream, StreamKeys
+from render_assets.adapters.event_stream import StreamKeys
 from render_assets.adapters.event_stream_reader import EventStreamReader, StreamWatch
 from render_assets.domain.object_keys import SAFE_ID
 from render_assets.domain.payload import MAX_PAYLOAD_BYTES, InvalidJob, parse_job
@@ -47,8 +45,8 @@ from render_assets.domain.queue_contract import job_options
 from render_assets.persistence.database import Database
 from render_assets.persistence.progress_events import RenderState, render_state
 from render_assets.services import cancellation
+from render_assets.services.backends import Backends
 from render_assets.services.cancellation import TOO_LATE, CancelOutcome
-from render_assets.services.progress import ProgressPublisher
 from render_assets.web import metrics
 from render_assets.web.auth import may_access
 from render_assets.web.examples import Examples
@@ -72,15 +70,18 @@ DATABASE_THREADS = 8
 @dataclass
 class Runtime:
     settings: WebSettings
-    database: Database
+    backends: Backends  # what cancel and enqueue act on
     redis: Redis
     watch: StreamWatch
     reader: EventStreamReader
     feed: EventFeed
-    queue: BullQueue
     urls: PublicUrls
     examples: Examples
     database_threads: CapacityLimiter
+
+    @property
+    def database(self) -> Database:
+        return self.backends.database
 
     async def state(self, render_id: str) -> RenderState | None:
         return await _load_state(self.database, self.database_threads, render_id)
@@ -90,17 +91,7 @@ class Runtime:
 
     def cancel(self, render_id: str) -> CancelOutcome:
         """Cancel a render (blocking: call it in a thread)."""
-        settings = self.settings
-        events = EventStream(settings.redis_url, prefix=settings.events_prefix)
-        return cancellation.cancel(
-            self.database,
-            self.queue,
-            ProgressPublisher(self.database, self.queue, events),
-            CancelSignals(settings.redis_url),
-            render_id,
-            source="api",
-            refund_after_generation=settings.cancel_refund_after_generation,
-        )
+        return cancellation.cancel(self.backends, render_id, source="api")
 
 
 def _read_state(database: Database, render_id: str) -> RenderState | None:
@@ -212,7 +203,7 @@ async def create_render(request: Request) -> Response:
     # render's token (the web app issues them) may do it.
     if not may_access(runtime.settings.sse_secret, job.renderId, request):
         return _unauthorized()
-    job_id = await anyio.to_thread.run_sync(runtime.queue.add, json.loads(body), job_options(job))
+    job_id = await anyio.to_thread.run_sync(runtime.backends.queue.add, json.loads(body), job_options(job))
     links = {"status": f"/renders/{job.renderId}", "events": f"/renders/{job.renderId}/events"}
     return JSONResponse({"renderId": job.renderId, "jobId": job_id, **links}, status_code=202)
 
@@ -330,21 +321,21 @@ def _open_runtime(settings: WebSettings, storage_root: Path | None) -> Runtime:
     redis = Redis(connection_pool=pool)
     watch = StreamWatch(Redis.from_url(settings.redis_url), keys, block_ms=settings.watch_block_ms)
     reader = EventStreamReader(redis, keys)
-    database = Database(settings.database_url)
+    backends = settings.backends()
+    database = backends.database
     urls = PublicUrls(storage_root)
     # As many threads as the engine has connections: more would only wait for one, and each
     # thread keeps its own stack and malloc arena for the life of the process.
     database_threads = CapacityLimiter(DATABASE_THREADS)
     return Runtime(
         settings=settings,
-        database=database,
+        backends=backends,
         redis=redis,
         watch=watch,
         reader=reader,
         feed=EventFeed(
             reader, watch, functools.partial(_load_state, database, database_threads), urls, idle_s=settings.keepalive_s
         ),
-        queue=BullQueue(settings.redis_url, settings.queue_name, settings.lock_duration_ms),
         urls=urls,
         examples=Examples(settings.examples_dir),
         database_threads=database_threads,

@@ -51,7 +51,6 @@ from render_assets.persistence import render_versions
 from render_assets.persistence.render_versions import VersionFacts
 from render_assets.services import delivery, generation, outages, prompting, quality
 from render_assets.services.failures import ProvidersUnavailable, RenderFailed
-from render_assets.services.progress import ProgressPublisher
 from render_assets.services.run_context import RenderRun, load_run
 
 # Infrastructure hiccups (a dropped connection) are retried quickly inside the run.
@@ -101,10 +100,6 @@ def _render_run(context: AssetExecutionContext, database: DatabaseResource) -> R
     return run
 
 
-def _publisher(database: DatabaseResource, queue: RenderQueueResource) -> ProgressPublisher:
-    return ProgressPublisher(database.get(), queue.get(), queue.events())
-
-
 def _failure(error: RenderFailed) -> Failure:
     # allow_retries=False skips the step's retry policy; the failure hook then settles the render,
     # and `permanent` tells it whether BullMQ may still try another attempt.
@@ -126,9 +121,7 @@ def render_prompt(
     """The design annotations as a prompt; charges the render's credits when a BullMQ job asked for it."""
     run = _render_run(context, database)
     try:
-        built = prompting.prepare_prompt(
-            run, database.get(), _publisher(database, queue), initial_credits=database.initial_credits
-        )
+        built = prompting.prepare_prompt(run, queue.backends())
     except RenderFailed as error:
         raise _failure(error) from None
     context.add_output_metadata(
@@ -191,7 +184,7 @@ def raw_render(
         generated = generation.generate(
             run,
             configured,
-            _publisher(database, queue),
+            queue.backends().progress,
             prompt,
             breaker=providers.breaker(),
             # One budget per run: Dagster's retries of this step continue it rather than start afresh.
@@ -238,9 +231,7 @@ def _wait_for_providers(
     try:
         held = outages.hold_for_providers(
             run,
-            database.get(),
-            queue.get(),
-            _publisher(database, queue),
+            queue.backends(),
             unavailable.outage,
             max_wait_s=providers.outage_max_wait_s,
             run_id=context.run_id,
@@ -319,6 +310,7 @@ def _current_version_image(database: DatabaseResource, render_id: str) -> str | 
 def qa_verdict(
     context: AssetExecutionContext,
     raw_render: Image.Image,
+    render_prompt: dict[str, Any],
     database: DatabaseResource,
     queue: RenderQueueResource,
     storage: BlobStorageResource,
@@ -332,11 +324,9 @@ def qa_verdict(
     try:
         outcome = quality.check_quality(
             run,
-            database.get(),
-            storage.get(),
-            queue.get(),
-            _publisher(database, queue),
+            queue.backends(storage),
             raw_render,
+            prompt_hash=render_prompt["sha256"],
             from_customer_photo=bool(providers.source_hosts()),
         )
     except RenderFailed as error:
@@ -398,14 +388,11 @@ def cdn_image(
     the renders row completed and the BullMQ job done, or, for an operator's re-render, the web
     app told (event stream, webhook). A re-render that came out identical changes nothing."""
     run = _render_run(context, database)
-    store = storage.get()
+    backends = queue.backends(storage)
     try:
         delivered = delivery.deliver(
             run,
-            database.get(),
-            store,
-            queue.get(),
-            _publisher(database, queue),
+            backends,
             raw_render,
             prompt_hash=render_prompt["sha256"],
             facts=_version_facts(context, run),
@@ -417,7 +404,7 @@ def cdn_image(
     result, variants, version = delivered.result, delivered.variants, delivered.version
     context.add_output_metadata(
         {
-            "thumbnail": MetadataValue.md(delivery.thumbnail_markdown(store, variants.thumbnail)),
+            "thumbnail": MetadataValue.md(delivery.thumbnail_markdown(backends.storage, variants.thumbnail)),
             "image_url": MetadataValue.url(result["imageUrl"]),
             "web_image_url": MetadataValue.url(result["webImageUrl"]),
             "thumbnail_url": MetadataValue.url(result["thumbnailUrl"]),

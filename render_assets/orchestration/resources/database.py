@@ -1,21 +1,17 @@
-from functools import cache
-
 from dagster import ConfigurableResource
 
 from render_assets.persistence.database import Database
-
-
-@cache
-def _database(url: str) -> Database:
-    # One engine (and pool) per process, however many steps and ticks ask for it.
-    return Database(url)
+from render_assets.services.backends import DatabaseSettings
 
 
 class DatabaseResource(ConfigurableResource):
-    """The renders table and the credit ledger."""
+    """The renders table and the credit ledger (fields: `DatabaseSettings`)."""
 
     url: str
-    initial_credits: int = 100
+    initial_credits: int = DatabaseSettings.initial_credits
+
+    def settings(self) -> DatabaseSettings:
+        return DatabaseSettings(url=self.url, initial_credits=self.initial_credits)
 
     def get(self) -> Database:
-        return _database(self.url)
+        return self.settings().open()

@@ -1,5 +1,6 @@
 import logging
 import threading
+from dataclasses import fields
 
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
@@ -9,10 +10,11 @@ from render_assets.adapters.cancel_signals import CancelSignals
 from render_assets.adapters.event_stream import EventStream
 from render_assets.adapters.run_liveness import Heartbeat, RunLiveness
 from render_assets.orchestration.resources.database import DatabaseResource
+from render_assets.orchestration.resources.storage import BlobStorageResource
 from render_assets.orchestration.run_identity import RunIdentity
 from render_assets.services import cancellation
+from render_assets.services.backends import Backends, QueueSettings
 from render_assets.services.cancellation import CancelOutcome
-from render_assets.services.progress import ProgressPublisher
 from render_assets.services.run_context import load_run
 
 log = logging.getLogger(__name__)
@@ -26,24 +28,28 @@ class RenderQueueResource(ConfigurableResource):
     to tell a live run from a dead one.
     """
 
+    # QueueSettings' fields, names and defaults
     redis_url: str
-    queue_name: str = "renderQueue"
-    lock_duration_s: float = 60.0
+    queue_name: str = QueueSettings.queue_name
+    lock_duration_s: float = QueueSettings.lock_duration_s
     heartbeat_s: float = 5.0
     # How long an idle render-sensor tick waits on BullMQ for a job (0: it only polls).
     claim_wait_s: float = 0.0
     # The per-render progress event streams live in the same Redis (read by `render-assets serve`).
-    events_prefix: str = "render-events:"
-    events_maxlen: int = 1000
-    events_ttl_s: int = 86400
+    events_prefix: str = QueueSettings.events_prefix
+    events_maxlen: int = QueueSettings.events_maxlen
+    events_ttl_s: int = QueueSettings.events_ttl_s
     # A render cancelled after its image was made is refunded too (default: the charge stands).
     cancel_refund_after_generation: bool = False
     database: DatabaseResource
 
     _heartbeat: Heartbeat | None = PrivateAttr(default=None)
 
+    def settings(self) -> QueueSettings:
+        return QueueSettings(**{field.name: getattr(self, field.name) for field in fields(QueueSettings)})
+
     def get(self) -> BullQueue:
-        return BullQueue(self.redis_url, self.queue_name, int(self.lock_duration_s * 1000))
+        return self.settings().open_queue()
 
     def liveness(self) -> RunLiveness:
         return RunLiveness(self.redis_url, ttl_s=self.heartbeat_s * 3)
@@ -81,19 +87,23 @@ class RenderQueueResource(ConfigurableResource):
 
     def cancel(self, render_id: str, *, source: str) -> CancelOutcome:
         """Cancel a render (services/cancellation.py) with this queue's back-ends."""
-        database, queue = self.database.get(), self.get()
-        return cancellation.cancel(
-            database,
-            queue,
-            ProgressPublisher(database, queue, self.events()),
-            self.cancel_signals(),
-            render_id,
-            source=source,
-            refund_after_generation=self.cancel_refund_after_generation,
+        return cancellation.cancel(self.backends(), render_id, source=source)
+
+    def backends(self, storage: BlobStorageResource | None = None) -> Backends:
+        """The stages' back-ends: this queue, its event streams and cancel signals, its database
+        and, when given, blob storage (each resource may be overridden on its own)."""
+        return Backends(
+            database=self.database.get(),
+            queue=self.get(),
+            storage=storage.get if storage is not None else None,
+            events=self.events(),
+            cancel_signals=self.cancel_signals(),
+            initial_credits=self.database.initial_credits,
+            cancel_refund_after_generation=self.cancel_refund_after_generation,
         )
 
     def cancel_signals(self) -> CancelSignals:
-        return CancelSignals(self.redis_url)
+        return self.settings().open_cancel_signals()
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._heartbeat is not None:
@@ -101,6 +111,4 @@ class RenderQueueResource(ConfigurableResource):
             self._heartbeat = None
 
     def events(self) -> EventStream:
-        return EventStream(
-            self.redis_url, prefix=self.events_prefix, maxlen=self.events_maxlen, ttl_s=self.events_ttl_s
-        )
+        return self.settings().open_events()

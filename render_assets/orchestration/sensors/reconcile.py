@@ -14,11 +14,10 @@ from dagster import (
 
 from render_assets import config
 from render_assets.orchestration.jobs import render_job
-from render_assets.orchestration.resources import BlobStorageResource, DatabaseResource, RenderQueueResource
+from render_assets.orchestration.resources import BlobStorageResource, RenderQueueResource
 from render_assets.orchestration.sensors.deployment import deployment_id
 from render_assets.services import cancellation
 from render_assets.services.failure_reports import StepFailure, report_failure
-from render_assets.services.progress import ProgressPublisher
 from render_assets.services.reconciliation import ReconcilePolicy, RunInfo, RunPhase, reconcile
 
 WAITING = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING}
@@ -64,19 +63,16 @@ def _at(timestamp: float) -> datetime:
 )
 def reconcile_sensor(
     context: SensorEvaluationContext,
-    database: DatabaseResource,
     queue: RenderQueueResource,
     storage: BlobStorageResource,
 ) -> SkipReason:
     """Finds renders that no failure hook settled (killed run workers, lost claims, crashes between
     the ledger and BullMQ) and settles them: refunded once when final, or back to BullMQ while
     attempts remain."""
-    db, bull = database.get(), queue.get()
+    backends = queue.backends(storage)
     policy = ReconcilePolicy(claim_grace=timedelta(seconds=config.number(config.RENDER_CLAIM_GRACE_S)))
     outcome = reconcile(
-        db,
-        bull,
-        ProgressPublisher(db, bull, queue.events()),
+        backends,
         DagsterRuns(context.instance),
         queue.liveness().is_alive,
         deployment=deployment_id(context.instance),
@@ -91,7 +87,7 @@ def reconcile_sensor(
         context.log.info(f"settled {settlement.render_id}: {settlement.status}, BullMQ {settlement.bullmq}")
     for lost in outcome.lost:  # the failure hook never saw these: report them as it would have
         report_failure(
-            db,
+            backends.database,
             StepFailure(
                 render_id=lost.render_id,
                 run_id=lost.run_id or "",
@@ -100,7 +96,7 @@ def reconcile_sensor(
                 reason=lost.reason,
             ),
         )
-    removed = cancellation.clean_up(db, storage.get())  # what cancelled renders had stored
+    removed = cancellation.clean_up(backends)  # what cancelled renders had stored
     if removed:
         context.log.info(f"removed {len(removed)} object(s) of cancelled renders")
     return SkipReason(f"settled {len(acted)} render(s); {len(outcome.dead_runs)} dead run(s) marked failed")

@@ -21,12 +21,11 @@ from render_assets.domain.prompt import prompt_rules
 from render_assets.orchestration import lineage
 from render_assets.orchestration.jobs import render_job
 from render_assets.orchestration.partitions import render_partitions
-from render_assets.orchestration.resources import DatabaseResource, ProvidersResource, RenderQueueResource
+from render_assets.orchestration.resources import ProvidersResource, RenderQueueResource
 from render_assets.orchestration.run_identity import BULL_JOB_TAG, RUN_KEY_TAG, RunIdentity, RunKind
 from render_assets.orchestration.sensors.cancelled_runs import stop_cancelled_runs
 from render_assets.orchestration.sensors.deployment import deployment_id
 from render_assets.services import claims
-from render_assets.services.progress import ProgressPublisher
 
 IN_PROGRESS = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
@@ -78,7 +77,6 @@ def _run_request(run: claims.RunToStart) -> RunRequest:
 )
 def render_job_sensor(
     context: SensorEvaluationContext,
-    database: DatabaseResource,
     queue: RenderQueueResource,
     providers: ProvidersResource,
 ) -> SensorResult | SkipReason:
@@ -88,7 +86,8 @@ def render_job_sensor(
     arrives, so a job on an idle worker is claimed as it is enqueued rather than at the next tick.
     Each render's prompt rules are observed before its run starts, so its lineage has a start."""
     deadline = time.monotonic() + queue.claim_wait_s
-    db, deployment, bull = database.get(), deployment_id(context.instance), queue.get()
+    backends, deployment = queue.backends(), deployment_id(context.instance)
+    db, bull = backends.database, backends.queue
     for run_id in stop_cancelled_runs(context.instance, db):
         context.log.info(f"stopped run {run_id}: its render was cancelled")
     claims.hold_pending_claims(db, bull, deployment)
@@ -104,7 +103,7 @@ def render_job_sensor(
         wait_until=time.monotonic() if leftover else deadline,
         deployment=deployment,
         source_hosts=providers.source_hosts(),
-        progress=ProgressPublisher(db, bull, queue.events()),
+        progress=backends.progress,
     )
     runs = leftover + outcome.runs
     for job_id, reason in outcome.rejected.items():
