@@ -146,7 +146,7 @@ def test_a_claim_whose_process_died_returns_after_its_lock_expires(stack: InProc
         time.sleep(0.3)
         reclaimed = short_lock.claim(1)
     assert [claimed.job_id for claimed in reclaimed] == [job_id]
-    assert reclaimed[0].run_attempt_key != "0"  # a redelivery gets a run key of its own
+    assert str(reclaimed[0].run_key("r")) != f"r:{job_id}:0"  # a redelivery gets a run key of its own
 
 
 def test_a_deployment_holds_its_claims_until_their_runs_start(stack: InProcessStack) -> None:

@@ -24,6 +24,8 @@ import redis
 import redis.asyncio as redis_async
 from bullmq import Job, Queue, UnrecoverableError, Worker
 
+from render_assets.domain.run_keys import RunKey
+
 T = TypeVar("T")
 
 JOB_NAME = "render"
@@ -41,11 +43,12 @@ class ClaimedJob:
     enqueued_at_ms: int
 
     @property
-    def run_attempt_key(self) -> str:
-        """`<attemptsMade>`, plus the delivery count when BullMQ redelivered a stalled job, so a
-        redelivery gets a run key of its own instead of colliding with the lost run's."""
-        redeliveries = self.attempts_started - self.attempts_made - 1
-        return f"{self.attempts_made}" if redeliveries <= 0 else f"{self.attempts_made}.r{redeliveries}"
+    def redeliveries(self) -> int:
+        """How often BullMQ handed this attempt out again after a claim's lock expired (stalled)."""
+        return max(0, self.attempts_started - self.attempts_made - 1)
+
+    def run_key(self, render_id: str) -> RunKey:
+        return RunKey(render_id, self.job_id, self.attempts_made, self.redeliveries)
 
 
 @dataclass(frozen=True)

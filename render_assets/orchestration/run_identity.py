@@ -16,6 +16,8 @@ from enum import StrEnum
 
 from dagster import DagsterInstance, DagsterRun
 
+from render_assets.domain.run_keys import RunKey
+
 PARTITION_TAG = "dagster/partition"
 RUN_KEY_TAG = "dagster/run_key"
 BACKFILL_TAG = "dagster/backfill"
@@ -50,11 +52,9 @@ class RunIdentity:
 
     @property
     def attempt(self) -> int | None:
-        """The 1-based BullMQ attempt of a customer run (its run key ends in `<attemptsMade>[.r<n>]`)."""
-        if self.claim_run_key is None or ":" not in self.claim_run_key:
-            return None
-        made = self.claim_run_key.rsplit(":", 1)[1].split(".", 1)[0]
-        return int(made) + 1 if made.isdigit() else None
+        """The 1-based BullMQ attempt of a customer run (from its run key)."""
+        key = RunKey.parse(self.claim_run_key) if self.claim_run_key is not None else None
+        return key.attempt if key is not None else None
 
     @classmethod
     def of_tags(cls, tags: Mapping[str, str]) -> RunIdentity:

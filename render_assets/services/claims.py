@@ -49,10 +49,6 @@ class TickOutcome:
         )
 
 
-def run_key_for(render_id: str, claimed: ClaimedJob) -> str:
-    return f"{render_id}:{claimed.job_id}:{claimed.run_attempt_key}"
-
-
 def pending_runs(database: Database, deployment: str) -> list[RunToStart]:
     """The deployment's own claims still waiting for a run. Another deployment's are not ours to
     start: its Dagster storage, not ours, knows whether their runs exist."""
@@ -176,7 +172,7 @@ def _admit(
     if url_problems:
         _reject(queue, ref, outcome, "invalid job payload: " + "; ".join(url_problems))
         return
-    run_key = run_key_for(job.renderId, claimed)
+    run_key = str(claimed.run_key(job.renderId))
     claim = BullClaim(
         job_id=claimed.job_id,
         attempt=claimed.attempts_made,
