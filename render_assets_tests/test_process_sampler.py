@@ -11,8 +11,8 @@ from pathlib import Path
 import redis
 from sqlalchemy import create_engine, text
 
+from render_assets.adapters.proc_stat import scan
 from render_assets.bench.instances import run_launcher_of, storage_kind
-from render_assets.bench.proc_stat import scan
 from render_assets.bench.process_sampler import RUN_WORKER, SessionSampler, role_of
 from render_assets.bench.server_processes import Server, server_cpu_s, server_members, servers_in_use
 from render_assets.persistence.database import driver_url

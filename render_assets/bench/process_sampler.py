@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from render_assets.bench.proc_stat import CLOCK_TICKS, ProcStat, read_stat, read_text, scan
+from render_assets.adapters.proc_stat import CLOCK_TICKS, ProcStat, read_stat, read_text, scan
 from render_assets.bench.server_processes import Server, server_cpu_s
 
 RUN_WORKER_MARK = "spawn_main"  # Dagster's code server starts run workers with multiprocessing "spawn"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from render_assets.bench.proc_stat import CLOCK_TICKS, ProcStat, owner_uid, read_stat, scan
+from render_assets.adapters.proc_stat import CLOCK_TICKS, ProcStat, owner_uid, read_stat, scan
 
 # role -> executable names (the kernel's `comm`: PostgreSQL rewrites its backends' titles, not it)
 SERVER_NAMES: dict[str, tuple[str, ...]] = {

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from render_assets.adapters.proc_stat import read_stat
+
 # Tag on a run: "<pid>:<start time in clock ticks since boot>" of its worker. The start time tells
 # a live worker from an unrelated process that was given the same pid later.
 WORKER_TAG = "render_assets/run_worker"
@@ -45,7 +47,7 @@ class WorkerId:
 
     def is_alive(self) -> bool:
         """Whether this very process still runs (a zombie does not: it has exited)."""
-        stat = _proc_stat(self.pid)
+        stat = read_stat(self.pid)
         if stat is None:
             if Path("/proc/self/stat").exists():
                 return False  # Linux and no such process
@@ -56,25 +58,14 @@ class WorkerId:
             except PermissionError:
                 return True
             return True
-        state, start_ticks = stat
-        if state in ("Z", "X"):
+        if stat.state in ("Z", "X"):
             return False
-        return self.start_ticks is None or start_ticks == self.start_ticks
+        return self.start_ticks is None or stat.start_ticks == self.start_ticks
 
 
 def process_start_ticks(pid: int) -> int | None:
-    stat = _proc_stat(pid)
-    return stat[1] if stat else None
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks) from /proc/<pid>/stat, or None without such a process."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2 :].split()  # after "pid (comm) ": state is field 3 of stat(5)
-    return fields[0], int(fields[19])  # starttime is field 22
+    stat = read_stat(pid)
+    return stat.start_ticks if stat else None
 
 
 def run_worker(run_id: str, serialized_instance_ref: str) -> None:

@@ -1,7 +1,7 @@
-"""One pass over /proc: each process's name, parent, session and CPU ticks (Linux only).
-
-The samplers read every process at up to ten passes a second, so a pass reads one small file per
-process (`/proc/<pid>/stat`) and nothing else.
+"""Processes as the kernel lists them in /proc: name, state, parent, session, start time and CPU
+ticks (Linux only). The run launcher tells a live run worker from a reused pid by its start time;
+the benchmark's samplers read every process at up to ten passes a second, so a pass reads one
+small file per process (`/proc/<pid>/stat`) and nothing else.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ class ProcStat:
     session: int
     own_ticks: int  # utime + stime
     reaped_ticks: int  # cutime + cstime: the children this process has waited for
+    start_ticks: int  # when the process started, in clock ticks since boot
 
     @property
     def total_ticks(self) -> int:
@@ -41,6 +42,7 @@ def parse_stat(pid: int, text: str) -> ProcStat:
         session=int(fields[3]),
         own_ticks=int(fields[11]) + int(fields[12]),
         reaped_ticks=int(fields[13]) + int(fields[14]),
+        start_ticks=int(fields[19]),
     )
 
 
