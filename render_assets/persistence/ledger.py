@@ -162,6 +162,11 @@ def history(session: Session, organization_id: str, limit: int = 50) -> list[Cre
     )
 
 
+def render_moves(session: Session) -> list[CreditTransaction]:
+    """Every move tied to a render (charges and refunds; grants name none), for the credit audit."""
+    return list(session.execute(select(CreditTransaction).where(CreditTransaction.render_id.is_not(None))).scalars())
+
+
 def record_usage(session: Session, *, render_id: str, details: dict[str, object] | None = None) -> bool:
     """Record a delivered render for billing, once, when it was charged. Returns whether it did now."""
     charged = _existing(session, charge_key(render_id))
