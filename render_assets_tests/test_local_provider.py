@@ -7,7 +7,8 @@ import time
 import pytest
 from PIL import Image, ImageChops, ImageFilter, ImageStat
 
-from render_assets.providers.base import GenerationRequest, ProviderError, SceneElement
+from render_assets.domain.scene import SceneElement
+from render_assets.providers.base import GenerationRequest, ProviderError
 from render_assets.providers.local import LocalProvider
 
 GARDEN = (

@@ -16,7 +16,8 @@ from PIL import Image, ImageEnhance, ImageFilter
 from render_assets.domain import failure_images, phash, qa
 from render_assets.domain.payload import parse_job
 from render_assets.domain.prompt import scene_elements
-from render_assets.providers.base import GenerationRequest, SceneElement
+from render_assets.domain.scene import SceneElement
+from render_assets.providers.base import GenerationRequest
 from render_assets.providers.local import LocalProvider
 from render_assets_tests.payloads import example
 

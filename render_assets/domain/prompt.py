@@ -32,7 +32,7 @@ from render_assets.domain.fingerprints import digest, logic_digest
 from render_assets.domain.payload import Annotation, RenderJob
 from render_assets.domain.plant_catalogue import Plant, builtin
 from render_assets.domain.prompt_styles import DEFAULT_STYLE, StyleChoice, choose
-from render_assets.providers.base import SceneElement
+from render_assets.domain.scene import SceneElement
 
 NEGATIVE_PROMPT = (
     "text, watermark, logo, signature, people, cartoon style, anime style, illustration, painting, "

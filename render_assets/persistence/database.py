@@ -9,6 +9,10 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+# The transaction services hold and hand to persistence functions: they name its type from here,
+# so that only persistence (and the entry points) import SQLAlchemy.
+__all__ = ["Database", "Session", "driver_url", "make_engine"]
+
 
 def driver_url(url: str) -> str:
     """SQLAlchemy 2.1 maps bare `postgresql://` to psycopg 3; we ship psycopg2 (dagster-postgres needs it)."""

@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from render_assets.persistence.database import Database
 from render_assets.persistence.models import FailureAlert
 
 FIRING = "firing"
@@ -25,6 +27,17 @@ def fire(session: Session, *, pattern: str, severity: str, details: dict[str, An
     session.add(alert)
     session.flush()
     return alert
+
+
+def fire_once(database: Database, *, pattern: str, severity: str, details: dict[str, Any], at: datetime) -> int | None:
+    """Fire in a transaction of its own, committed before anyone is told: the new alert's id, or
+    None when another evaluation fired the pattern first. It owns the transaction because the
+    unique index may refuse the second episode at flush or at commit: either means "taken"."""
+    try:
+        with database.session() as session:
+            return fire(session, pattern=pattern, severity=severity, details=details, at=at).id
+    except IntegrityError:
+        return None
 
 
 def clear(session: Session, alert_id: int, *, details: dict[str, Any], at: datetime) -> FailureAlert | None:

@@ -8,8 +8,9 @@ changes lock the organization's row for the length of the transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -160,6 +161,23 @@ def history(session: Session, organization_id: str, limit: int = 50) -> list[Cre
             .limit(limit)
         ).scalars()
     )
+
+
+def render_moves(session: Session) -> list[CreditTransaction]:
+    """Every move tied to a render (charges and refunds; grants name none), for the credit audit."""
+    return list(session.execute(select(CreditTransaction).where(CreditTransaction.render_id.is_not(None))).scalars())
+
+
+def moves_between(session: Session, since: datetime, until: datetime) -> dict[str, tuple[int, int]]:
+    """Charges and refunds made in the window, by kind: (how many, their amounts summed; a charge's
+    amount is negative)."""
+    rows = session.execute(
+        select(CreditTransaction.kind, func.count(), func.coalesce(func.sum(CreditTransaction.amount), 0))
+        .where(CreditTransaction.created_at >= since, CreditTransaction.created_at <= until)
+        .where(CreditTransaction.kind.in_(["charge", "refund"]))
+        .group_by(CreditTransaction.kind)
+    ).all()
+    return {kind: (count, total) for kind, count, total in rows}
 
 
 def record_usage(session: Session, *, render_id: str, details: dict[str, object] | None = None) -> bool:

@@ -3,6 +3,7 @@ current BullMQ claim, its progress and its outcome."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -103,6 +104,20 @@ def payloads(session: Session, render_ids: list[str]) -> dict[str, dict[str, Any
     """The payloads of those of `render_ids` that have a row."""
     rows = session.execute(select(Render.id, Render.payload).where(Render.id.in_(render_ids)))
     return {render_id: payload for render_id, payload in rows}
+
+
+def ended_before(session: Session, render_ids: Collection[str], cutoff: datetime) -> set[str]:
+    """Those of `render_ids` whose render ended (completed, failed or cancelled) and was first
+    claimed before `cutoff`."""
+    query = select(Render.id).where(
+        Render.id.in_(render_ids), Render.status.in_(RenderStatus.ENDED), Render.created_at < cutoff
+    )
+    return set(session.execute(query).scalars())
+
+
+def every_render(session: Session) -> list[Render]:
+    """The whole table, for the credit audit: it checks every render, settled or not."""
+    return list(session.execute(select(Render)).scalars())
 
 
 def _describe_job(render: Render, job: RenderJob, claim: BullClaim) -> Render:

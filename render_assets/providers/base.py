@@ -8,16 +8,9 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-
-@dataclass(frozen=True)
-class SceneElement:
-    """One placed design element, as the renderer needs it (no payload knowledge)."""
-
-    category: str  # plant, hardscape, feature, lighting, water, or anything else
-    name: str
-    x: float  # normalized 0..1 from the left
-    y: float  # normalized 0..1 from the top
-    size: float = 0.1  # normalized extent relative to the image's shorter side
+# Re-exported for providers/local.py only: raw_render's code version digests that module's source,
+# imports included, so importing it from its new home would mark every local render stale.
+from render_assets.domain.scene import SceneElement as SceneElement
 
 
 @dataclass(frozen=True)

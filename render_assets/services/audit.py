@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
+from render_assets.persistence import ledger, renders
+from render_assets.persistence.database import Session
 from render_assets.persistence.models import CreditTransaction, Render, RenderStatus
 
 
@@ -33,9 +32,9 @@ class Mismatch:
 
 def audit(session: Session) -> list[Mismatch]:
     entries: dict[str, list[CreditTransaction]] = defaultdict(list)
-    for row in session.execute(select(CreditTransaction).where(CreditTransaction.render_id.is_not(None))).scalars():
+    for row in ledger.render_moves(session):
         entries[str(row.render_id)].append(row)
-    rows = {render.id: render for render in session.execute(select(Render)).scalars()}
+    rows = {render.id: render for render in renders.every_render(session)}
     mismatches = []
     for render_id in sorted(set(entries) | set(rows)):
         render = rows.get(render_id)

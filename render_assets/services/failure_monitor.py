@@ -14,10 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
 from render_assets.adapters.json_webhook import JsonWebhook
 from render_assets.domain.failure_patterns import (
     FailureObservation,
@@ -29,9 +25,8 @@ from render_assets.domain.failure_patterns import (
     evaluate,
 )
 from render_assets.observability import sentry
-from render_assets.persistence import failure_alerts, failure_records
-from render_assets.persistence.database import Database
-from render_assets.persistence.models import Render, RenderStatus
+from render_assets.persistence import failure_alerts, failure_records, render_stats
+from render_assets.persistence.database import Database, Session
 from render_assets.persistence.quality_scores import recent_quality_scores
 
 log = logging.getLogger(__name__)
@@ -66,13 +61,9 @@ def observations(session: Session, since: datetime, until: datetime) -> Observat
         for at, failure_class, _provider in failure_records.classes_between(session, since, until)
     ]
     completions = [
-        _aware(moment)
-        for moment in session.execute(
-            select(Render.completed_at).where(
-                Render.status == RenderStatus.COMPLETED, Render.completed_at >= since, Render.completed_at <= until
-            )
-        ).scalars()
-        if moment is not None
+        _aware(completion.completed_at)
+        for completion in render_stats.completions(session, since, until)
+        if completion.completed_at is not None
     ]
     scores = [ScoreObservation(_aware(check.at), check.score) for check in recent_quality_scores(session, since, until)]
     return Observations(failures=failures, completions=completions, quality_scores=scores)
@@ -96,13 +87,10 @@ def check_patterns(
 
 def _fire(database: Database, status: PatternStatus, now: datetime) -> AlertChange | None:
     details = {"message": status.message, **status.details}
-    try:
-        with database.session() as session:
-            alert = failure_alerts.fire(
-                session, pattern=status.pattern, severity=status.severity, details=details, at=now
-            )
-            alert_id = alert.id
-    except IntegrityError:
+    alert_id = failure_alerts.fire_once(
+        database, pattern=status.pattern, severity=status.severity, details=details, at=now
+    )
+    if alert_id is None:
         return None  # another evaluation fired this pattern first; it notifies
     return AlertChange(alert_id, status.pattern, status.severity, FIRING, status.message, details, fired_at=now)
 

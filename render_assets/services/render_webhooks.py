@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from render_assets.adapters.json_webhook import JsonWebhook, WebhookError
 from render_assets.persistence import webhook_outbox
-from render_assets.persistence.database import Database
+from render_assets.persistence.database import Database, Session
 from render_assets.persistence.models import utcnow
 
 log = logging.getLogger(__name__)

@@ -11,12 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-
+from render_assets.persistence import renders
 from render_assets.persistence.database import Database
-from render_assets.persistence.models import Render, RenderStatus
 
-SETTLED = RenderStatus.ENDED
 LOOKUP_CHUNK = 1_000  # keys per IN (...) query: well under every database's parameter limit
 
 
@@ -34,13 +31,7 @@ def expired_partitions(
     expired: list[str] = []
     for chunk in _chunks(partition_keys, LOOKUP_CHUNK):
         with database.session() as session:
-            found = set(
-                session.execute(
-                    select(Render.id).where(
-                        Render.id.in_(chunk), Render.status.in_(SETTLED), Render.created_at < cutoff
-                    )
-                ).scalars()
-            )
+            found = renders.ended_before(session, chunk, cutoff)
         expired += [key for key in chunk if key in found]
         if len(expired) >= limit:
             return expired[:limit]

@@ -15,12 +15,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
 from render_assets.domain.failure_classes import GENERATION_STAGE, is_provider_failure
-from render_assets.persistence import failure_records, stage_timings
-from render_assets.persistence.models import CreditTransaction, Render, RenderStatus
+from render_assets.persistence import failure_records, ledger, render_stats, stage_timings
+from render_assets.persistence.database import Session
+from render_assets.persistence.models import RenderStatus
 from render_assets.persistence.stage_timings import SUCCESS
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
@@ -66,29 +64,9 @@ def _aware(moment: datetime) -> datetime:
 
 
 def _outcomes(session: Session, since: datetime, until: datetime) -> dict[str, int | str | None]:
-    finished = Counter(
-        dict(
-            session.execute(
-                select(Render.status, func.count())
-                .where(Render.completed_at >= since, Render.completed_at <= until)
-                .where(Render.status.in_(RenderStatus.ENDED))
-                .group_by(Render.status)
-            ).all()
-        )
-    )
-    active = Counter(
-        dict(
-            session.execute(
-                select(Render.status, func.count())
-                .where(Render.updated_at >= since, Render.updated_at <= until)
-                .where(Render.status.in_(RenderStatus.IN_FLIGHT))
-                .group_by(Render.status)
-            ).all()
-        )
-    )
-    waiting = session.execute(
-        select(func.count(), func.min(Render.waiting_until)).where(Render.status == RenderStatus.WAITING)
-    ).one()
+    finished = render_stats.ended_by_status(session, since, until)
+    active = render_stats.in_flight_by_status(session, since, until)
+    waiting = render_stats.waiting(session)
     return {
         "completed": finished[RenderStatus.COMPLETED],
         "failed": finished[RenderStatus.FAILED],
@@ -96,30 +74,21 @@ def _outcomes(session: Session, since: datetime, until: datetime) -> dict[str, i
         "retrying": active[RenderStatus.RETRYING],
         "in_flight": active[RenderStatus.CLAIMED] + active[RenderStatus.PROCESSING],
         # Now, whatever the window: renders back in BullMQ until a provider may be tried again.
-        "waiting_for_provider": int(waiting[0]),
-        "next_provider_try": _aware(waiting[1]).isoformat() if waiting[1] is not None else None,
+        "waiting_for_provider": waiting.count,
+        "next_provider_try": _aware(waiting.earliest_until).isoformat() if waiting.earliest_until is not None else None,
     }
 
 
 def _end_to_end(session: Session, since: datetime, until: datetime) -> list[float]:
-    rows = session.execute(
-        select(Render.created_at, Render.completed_at).where(
-            Render.status == RenderStatus.COMPLETED, Render.completed_at >= since, Render.completed_at <= until
-        )
-    )
-    return [(_aware(done) - _aware(start)).total_seconds() for start, done in rows if start and done]
+    return [
+        (_aware(done) - _aware(start)).total_seconds()
+        for start, done in render_stats.completions(session, since, until)
+        if start and done
+    ]
 
 
 def _credits(session: Session, since: datetime, until: datetime) -> dict[str, int]:
-    rows = dict(
-        (kind, (count, total))
-        for kind, count, total in session.execute(
-            select(CreditTransaction.kind, func.count(), func.coalesce(func.sum(CreditTransaction.amount), 0))
-            .where(CreditTransaction.created_at >= since, CreditTransaction.created_at <= until)
-            .where(CreditTransaction.kind.in_(["charge", "refund"]))
-            .group_by(CreditTransaction.kind)
-        ).all()
-    )
+    rows = ledger.moves_between(session, since, until)
     charges, charged = rows.get("charge", (0, 0))
     refunds, refunded = rows.get("refund", (0, 0))
     return {
