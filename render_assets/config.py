@@ -21,17 +21,8 @@ class Variable:
     def value(self) -> str | None:
         return os.environ.get(self.name) or self.default
 
-    def resource_value(self) -> str | None:
-        """What a resource field gets: the variable itself (an `EnvVar`) when set, else the default."""
-        from dagster import EnvVar  # here, so the CLI and the web server start without Dagster
-
-        return EnvVar(self.name) if os.environ.get(self.name) else self.default
-
-    def required_resource_value(self) -> str:
-        value = self.resource_value()
-        if value is None:
-            raise ValueError(f"{self.name} must be set")
-        return value
+    def is_set(self) -> bool:
+        return bool(os.environ.get(self.name))
 
 
 def data_dir() -> Path:

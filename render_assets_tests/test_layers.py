@@ -78,20 +78,6 @@ CONFINED: dict[str, dict[str, When]] = {
 }
 # fmt: on
 
-# Known violations in files another change owns at the moment (importer, imported). Remove each
-# entry with its fix; test_allowed_violations_still_exist fails once one is fixed and left here.
-ALLOWED_FOR_NOW: frozenset[tuple[str, str]] = frozenset(
-    {
-        # Variable.resource_value builds Dagster's EnvVar. Fix: move it (and
-        # required_resource_value) into orchestration; orchestration/definitions.py, its only
-        # caller, is being changed elsewhere.
-        ("render_assets.config", "dagster"),
-        # Types its session with SQLAlchemy's Session. Fix: import Session from
-        # render_assets.persistence.database, as the other services do.
-        ("render_assets.services.run_context", "sqlalchemy.orm"),
-    }
-)
-
 
 def layer_of(module: str) -> str | None:
     parts = module.split(".")
@@ -143,17 +129,12 @@ def violations(imports: Iterable[Import], allowed: Collection[tuple[str, str]] =
 
 
 def test_imports_follow_the_layers() -> None:
-    found = violations(package_imports(PACKAGE_DIR), allowed=ALLOWED_FOR_NOW)
+    found = violations(package_imports(PACKAGE_DIR))
     assert not found, "imports against the layer rule (docs/architecture.md):\n" + "\n".join(found)
 
 
 def test_every_module_is_in_a_layer() -> None:
     assert [module for module in package_modules(PACKAGE_DIR) if module != PACKAGE and layer_of(module) is None] == []
-
-
-def test_allowed_violations_still_exist() -> None:
-    current = {(each.importer, each.imported) for each in package_imports(PACKAGE_DIR) if violation(each)}
-    assert ALLOWED_FOR_NOW - current == set(), "fixed: remove these from ALLOWED_FOR_NOW"
 
 
 def test_the_checker_catches_violations() -> None:

@@ -17,6 +17,7 @@ from render_assets.orchestration.resources import (
     RenderQueueResource,
 )
 from render_assets.orchestration.resources.alerts import FailureAlertsResource
+from render_assets.orchestration.resources.environment import env, required_env
 from render_assets.orchestration.resources.webhooks import WebhooksResource
 from render_assets.orchestration.sensors import reconcile_sensor, render_job_sensor
 from render_assets.orchestration.sensors.failure_patterns import failure_pattern_sensor
@@ -29,7 +30,7 @@ from render_assets.services.backends import database_options, queue_options, sto
 def build_resources() -> dict[str, object]:
     # The back-ends read the same options as the CLI and the progress server (services/backends.py);
     # a variable that is set reaches the resource as an EnvVar, so its value stays out of the UI.
-    read = config.Variable.resource_value
+    read = env
     storage = BlobStorageResource(**storage_options(read))
     database = DatabaseResource(**database_options(read))
     return {
@@ -42,37 +43,37 @@ def build_resources() -> dict[str, object]:
             database=database,
         ),
         "providers": ProvidersResource(
-            order=config.RENDER_PROVIDERS.required_resource_value(),
+            order=required_env(config.RENDER_PROVIDERS),
             local_latency_s=config.number(config.LOCAL_PROVIDER_LATENCY_S),
-            redis_url=config.REDIS_URL.required_resource_value(),
-            google_project=config.GOOGLE_CLOUD_PROJECT.resource_value(),
-            google_region=config.GOOGLE_CLOUD_REGION.required_resource_value(),
-            google_image_model=config.GOOGLE_IMAGE_MODEL.required_resource_value(),
-            google_image_route=config.GOOGLE_IMAGE_ROUTE.required_resource_value(),
-            google_upscale_model=config.GOOGLE_UPSCALE_MODEL.resource_value(),
-            google_api_endpoint=config.GOOGLE_API_ENDPOINT.resource_value(),
+            redis_url=required_env(config.REDIS_URL),
+            google_project=env(config.GOOGLE_CLOUD_PROJECT),
+            google_region=required_env(config.GOOGLE_CLOUD_REGION),
+            google_image_model=required_env(config.GOOGLE_IMAGE_MODEL),
+            google_image_route=required_env(config.GOOGLE_IMAGE_ROUTE),
+            google_upscale_model=env(config.GOOGLE_UPSCALE_MODEL),
+            google_api_endpoint=env(config.GOOGLE_API_ENDPOINT),
             google_timeout_s=config.number(config.GOOGLE_IMAGE_TIMEOUT_S),
-            openai_api_key=config.OPENAI_API_KEY.resource_value(),
-            openai_image_model=config.OPENAI_IMAGE_MODEL.required_resource_value(),
-            openai_base_url=config.OPENAI_BASE_URL.resource_value(),
+            openai_api_key=env(config.OPENAI_API_KEY),
+            openai_image_model=required_env(config.OPENAI_IMAGE_MODEL),
+            openai_base_url=env(config.OPENAI_BASE_URL),
             openai_timeout_s=config.number(config.OPENAI_IMAGE_TIMEOUT_S),
             job_deadline_s=config.number(config.RENDER_JOB_DEADLINE_S),
             breaker_failures=int(config.number(config.RENDER_BREAKER_FAILURES)),
             breaker_window_s=config.number(config.RENDER_BREAKER_WINDOW_S),
             breaker_cooldown_s=config.number(config.RENDER_BREAKER_COOLDOWN_S),
             outage_max_wait_s=config.number(config.RENDER_OUTAGE_MAX_WAIT_S),
-            source_image_hosts=config.RENDER_SOURCE_IMAGE_HOSTS.resource_value(),
+            source_image_hosts=env(config.RENDER_SOURCE_IMAGE_HOSTS),
             source_image_max_bytes=int(config.number(config.RENDER_SOURCE_IMAGE_MAX_BYTES)),
             source_image_timeout_s=config.number(config.RENDER_SOURCE_IMAGE_TIMEOUT_S),
         ),
         "storage": storage,
         "io_manager": BlobIOManager(storage=storage),
         "alerts": FailureAlertsResource(
-            webhook_url=config.SLACK_WEBHOOK_URL.resource_value(), patterns=config.FAILURE_PATTERNS.value()
+            webhook_url=env(config.SLACK_WEBHOOK_URL), patterns=config.FAILURE_PATTERNS.value()
         ),
         "webhooks": WebhooksResource(
-            url=config.RENDER_WEBHOOK_URL.resource_value(),
-            secret=config.RENDER_WEBHOOK_SECRET.resource_value(),
+            url=env(config.RENDER_WEBHOOK_URL),
+            secret=env(config.RENDER_WEBHOOK_SECRET),
             timeout_s=config.number(config.RENDER_WEBHOOK_TIMEOUT_S),
             database=database,
         ),

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from render_assets.adapters.bullmq_queue import JobRef
 from render_assets.domain.payload import RenderJob
 from render_assets.persistence import ledger, renders
-from render_assets.persistence.database import Database
+from render_assets.persistence.database import Database, Session
 from render_assets.persistence.models import Render, RenderStatus
 from render_assets.services.failures import RenderFailed
 
