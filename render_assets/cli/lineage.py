@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from render_assets import config
 from render_assets.persistence.database import Database
+from render_assets.services.backends import DatabaseSettings, database_options
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance
@@ -39,6 +39,10 @@ def _instance() -> DagsterInstance:
         return DagsterInstance.get()
     except Exception as error:  # DAGSTER_HOME unset, or its dagster.yaml unreadable
         raise LineageError(f"cannot open the Dagster instance (DAGSTER_HOME): {error}") from None
+
+
+def _database() -> Database:
+    return DatabaseSettings(**database_options()).open()
 
 
 def _asset_graph() -> BaseAssetGraph:
@@ -73,7 +77,7 @@ def _partitioned(instance: DagsterInstance, render_ids: list[str]) -> list[str]:
 def cmd_stale(args: argparse.Namespace) -> int:
     from render_assets.orchestration.lineage import stale_renders
 
-    instance, database = _instance(), Database(config.database_url())
+    instance, database = _instance(), _database()
     checked = _partitioned(instance, delivered_renders(database, None, args.org))
     stale = stale_renders(instance, _asset_graph(), checked)
     if args.json:
@@ -192,7 +196,7 @@ def cmd_rerender(args: argparse.Namespace) -> int:
 
     if bool(args.stale) == bool(args.render_ids):
         raise LineageError("give either --stale or render ids")
-    instance, database = _instance(), Database(config.database_url())
+    instance, database = _instance(), _database()
     graph = _asset_graph()
     if args.stale:
         candidates = _partitioned(instance, delivered_renders(database, None, args.org))

@@ -7,9 +7,8 @@ import json
 import sys
 from typing import Any
 
-from render_assets import config
-from render_assets.persistence.database import Database
 from render_assets.persistence.models import utcnow
+from render_assets.services.backends import DatabaseSettings, database_options
 from render_assets.services.stats import collect, parse_since
 
 
@@ -20,7 +19,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(str(error), file=sys.stderr)
         return 2
-    database = Database(config.database_url())
+    database = DatabaseSettings(**database_options()).open()
     try:
         with database.session() as session:
             stats = collect(session, since, now)
