@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from render_assets.cli import main
+from render_assets import cli
+from render_assets.cli import arguments, main
 from render_assets_tests.bullmq_jobs import bull_job
 from render_assets_tests.conftest import REDIS_URL
 from render_assets_tests.payloads import EXAMPLES, web_app_job
@@ -68,3 +73,77 @@ def test_db_upgrade_creates_the_schema(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert main(["db", "upgrade"]) == 0
     assert (tmp_path / "fresh" / "render_assets.db").is_file()
     assert main(["credits", "grant", "org-new", "1"]) == 0
+
+
+# -- the parser: --help answers without the back-ends' libraries --------------------------------
+
+# Runs `render-assets ARGV` in a fresh interpreter; prints its exit status and every module it imported.
+IMPORTS_OF = """
+import contextlib, io, json, sys
+from render_assets import cli
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        status = cli.main(sys.argv[1:])
+    except SystemExit as exit:
+        status = exit.code
+print(json.dumps([status, sorted(sys.modules)]))
+"""
+BACK_END_LIBRARIES = ("dagster", "sqlalchemy", "redis", "bullmq", "PIL", "starlette", "alembic")
+
+
+def imports_of(argv: list[str]) -> tuple[int, list[str]]:
+    completed = subprocess.run(
+        [sys.executable, "-c", IMPORTS_OF, *argv], capture_output=True, text=True, check=True, timeout=60
+    )
+    status, modules = json.loads(completed.stdout)
+    return status, modules
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["status", "--help"], ["credits", "grant", "--help"], ["bench", "--help"], ["rerender", "-h"]]
+)
+def test_help_imports_only_the_parser(argv: list[str]) -> None:
+    status, modules = imports_of(argv)
+    assert status == 0
+    assert [module for module in modules if module.split(".")[0] in BACK_END_LIBRARIES] == []
+    assert [module for module in modules if module.startswith("render_assets")] == [
+        "render_assets",
+        "render_assets.cli",
+        "render_assets.cli.arguments",
+    ]
+
+
+def runs(parser: argparse.ArgumentParser) -> Iterator[str]:
+    """Every command's "module:function", sub-commands included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                if command.get_default("run"):
+                    yield command.get_default("run")
+                yield from runs(command)
+
+
+def test_every_command_names_a_function_that_exists() -> None:
+    found = list(runs(cli.parser()))
+    assert len(found) == 16
+    assert all(callable(cli.command(run)) for run in found)
+
+
+def test_the_help_states_what_the_commands_use() -> None:
+    from render_assets.bench.databases import PROJECT_DATABASE
+    from render_assets.bench.scenarios import SCENARIOS
+    from render_assets.persistence.quality_reviews import STATUSES
+    from render_assets.web.auth import DEFAULT_TTL_S
+
+    assert arguments.BENCH_SCENARIOS == SCENARIOS
+    assert arguments.BENCH_PROJECT_DATABASE == PROJECT_DATABASE
+    assert arguments.REVIEW_STATUSES == STATUSES
+    assert arguments.TOKEN_DEFAULT_TTL_S == DEFAULT_TTL_S
+
+
+def test_bench_scenarios_are_checked_and_put_in_running_order() -> None:
+    assert arguments.scenario_selection("all") == "all"
+    assert arguments.scenario_selection("sustained, single_1024") == "single_1024,sustained"
+    for wrong in ("single_2048", " , "):
+        with pytest.raises(argparse.ArgumentTypeError):
+            arguments.scenario_selection(wrong)

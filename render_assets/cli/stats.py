@@ -48,10 +48,3 @@ def text_report(stats: dict[str, Any]) -> str:
     credits = stats["credits"]
     lines.append(f"credits: charged {credits['charged']}, refunded {credits['refunded']}, net {credits['net']}")
     return "\n".join(lines)
-
-
-def add_stats_command(commands: Any) -> None:
-    stats = commands.add_parser("stats", help="outcomes, step latencies, provider errors and credits of a period")
-    stats.add_argument("--since", default="1h", help="a duration such as 90m, 2h, 1d, or an ISO time (default 1h)")
-    stats.add_argument("--json", action="store_true")
-    stats.set_defaults(run=cmd_stats)
