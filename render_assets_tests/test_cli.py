@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -99,9 +100,17 @@ def imports_of(argv: list[str]) -> tuple[int, list[str]]:
     return status, modules
 
 
-@pytest.mark.parametrize(
-    "argv", [["--help"], ["status", "--help"], ["credits", "grant", "--help"], ["bench", "--help"], ["rerender", "-h"]]
-)
+HELP_AND_VERSION = [
+    ["--help"],
+    ["status", "--help"],
+    ["credits", "grant", "-h"],
+    ["bench", "--help"],
+    ["rerender", "--help"],  # the command that needs Dagster and the code location
+    ["--version"],
+]
+
+
+@pytest.mark.parametrize("argv", HELP_AND_VERSION)
 def test_help_imports_only_the_parser(argv: list[str]) -> None:
     status, modules = imports_of(argv)
     assert status == 0
@@ -111,6 +120,13 @@ def test_help_imports_only_the_parser(argv: list[str]) -> None:
         "render_assets.cli",
         "render_assets.cli.arguments",
     ]
+
+
+def test_version_is_the_installed_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out == f"render-assets {metadata.version('render_assets')}\n"
 
 
 def runs(parser: argparse.ArgumentParser) -> Iterator[str]:

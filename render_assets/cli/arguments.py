@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 DESCRIPTION = "`render-assets`: enqueue jobs as the web app does, inspect renders and credits, migrate."
+DISTRIBUTION = "render_assets"  # pyproject.toml's [project] name
 REVIEW_STATUSES = ("pending", "approved", "rejected")  # persistence/quality_reviews.py: STATUSES
 TOKEN_DEFAULT_TTL_S = 3600  # web/auth.py: DEFAULT_TTL_S
 # bench/scenarios.py: SCENARIOS, in the order they run; bench/databases.py: PROJECT_DATABASE.
@@ -25,6 +26,7 @@ Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="render-assets", description=DESCRIPTION)
+    root.add_argument("--version", action=Version, help="print the installed version and exit")
     commands = root.add_subparsers(required=True, metavar="COMMAND")
     _add_render_commands(commands)
     _add_credits_commands(commands)
@@ -36,6 +38,24 @@ def parser() -> argparse.ArgumentParser:
     _add_lineage_commands(commands)
     _add_database_commands(commands)
     return root
+
+
+class Version(argparse.Action):
+    """`--version`: argparse's own action needs the text when the parser is built, and reading
+    the package's metadata would slow every command; this reads it only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
+        from importlib import metadata
+
+        try:
+            version = metadata.version(DISTRIBUTION)
+        except metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
+            version = "(not installed)"
+        print(f"{parser.prog} {version}")
+        parser.exit()
 
 
 def _command(commands: Commands, name: str, run: str, help_text: str) -> argparse.ArgumentParser:
