@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from render_assets import cli
+from render_assets.adapters.bullmq_queue import BullQueue
 from render_assets.cli import arguments, main
+from render_assets.persistence.database import Database
 from render_assets_tests.bullmq_jobs import bull_job
+from render_assets_tests.claimed_renders import claimed_render
 from render_assets_tests.conftest import REDIS_URL
 from render_assets_tests.payloads import EXAMPLES, web_app_job
 
@@ -119,6 +122,7 @@ def test_help_imports_only_the_parser(argv: list[str]) -> None:
         "render_assets",
         "render_assets.cli",
         "render_assets.cli.arguments",
+        "render_assets.cli.unreachable",
     ]
 
 
@@ -163,3 +167,62 @@ def test_bench_scenarios_are_checked_and_put_in_running_order() -> None:
     for wrong in ("single_2048", " , "):
         with pytest.raises(argparse.ArgumentTypeError):
             arguments.scenario_selection(wrong)
+
+
+# -- an unreachable Redis or database: one line, exit status 1 -----------------------------------
+
+PASSWORD = "hunter2"
+DOWN_REDIS = f"redis://:{PASSWORD}@127.0.0.1:1/0"  # nothing listens on port 1
+DOWN_DATABASE = f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/render_assets"
+
+
+def said_once(stderr: str, system: str, variable: str) -> str:
+    """The one line said about an unreachable system: named with its variable, without the URL or password."""
+    assert stderr.count("\n") == 1, stderr
+    assert stderr.startswith(f"render-assets: cannot reach {system} ({variable}): "), stderr
+    assert PASSWORD not in stderr and DOWN_REDIS not in stderr and DOWN_DATABASE not in stderr
+    return stderr
+
+
+def test_enqueue_with_redis_down_says_so_in_one_line(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As the console script runs it: asyncio's connections are closed by then, and nothing else is printed.
+    monkeypatch.setenv("REDIS_URL", DOWN_REDIS)
+    script = "from render_assets import cli; raise SystemExit(cli.main())"
+    completed = subprocess.run(
+        [sys.executable, "-c", script, "enqueue", str(EXAMPLES / "backyard_pro.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 1 and completed.stdout == ""
+    assert said_once(completed.stderr, "Redis", "REDIS_URL").endswith(": Connection refused\n")
+
+
+@pytest.mark.parametrize("argv", [["status", "render-x"], ["cancel", "render-x", "--json"], ["credits", "audit"]])
+def test_a_command_with_the_database_down_says_so_in_one_line(
+    argv: list[str], env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", DOWN_DATABASE)
+    assert main(argv) == 1
+    said_once(capsys.readouterr().err, "the database", "DATABASE_URL")
+
+
+def test_cancel_with_redis_down_says_so_in_one_line(
+    database: Database,
+    bull: BullQueue,
+    queue_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    render_id, _run_key, _job_id = claimed_render(database, bull)  # claimed: cancelling it reaches Redis
+    monkeypatch.setenv("DATABASE_URL", database.url)
+    monkeypatch.setenv("REDIS_URL", DOWN_REDIS)
+    monkeypatch.setenv("RENDER_QUEUE_NAME", queue_name)
+    assert main(["cancel", render_id]) == 1
+    said_once(capsys.readouterr().err, "Redis", "REDIS_URL")
+
+
+def test_other_errors_are_not_taken_for_a_system_down(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(FileNotFoundError):
+        main(["enqueue", "no-such-file.json"])
+    assert capsys.readouterr().err == ""

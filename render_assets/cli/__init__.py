@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Callable, Sequence
 
 from render_assets.cli.arguments import parser
+from render_assets.cli.unreachable import unreachable
 
 __all__ = ["main", "parser"]
 
@@ -23,7 +25,15 @@ def command(run: str) -> Command:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(command(args.run)(args))
+    try:
+        return int(command(args.run)(args))
+    except Exception as error:
+        # Redis or the database down is the operator's to fix, not a bug: one line, exit status 1.
+        said = unreachable(error)
+        if said is None:
+            raise
+        print(f"render-assets: {said}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
