@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -122,6 +123,7 @@ def test_help_imports_only_the_parser(argv: list[str]) -> None:
         "render_assets",
         "render_assets.cli",
         "render_assets.cli.arguments",
+        "render_assets.cli.held_warnings",
         "render_assets.cli.unreachable",
     ]
 
@@ -184,16 +186,16 @@ def said_once(stderr: str, system: str, variable: str) -> str:
     return stderr
 
 
-def test_enqueue_with_redis_down_says_so_in_one_line(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # As the console script runs it: asyncio's connections are closed by then, and nothing else is printed.
-    monkeypatch.setenv("REDIS_URL", DOWN_REDIS)
+def console_script(*argv: str) -> subprocess.CompletedProcess[str]:
+    """`render-assets ARGV` in a process of its own, with this process's environment: what the
+    operator sees, with no logging set up by other tests and asyncio's connections closed at exit."""
     script = "from render_assets import cli; raise SystemExit(cli.main())"
-    completed = subprocess.run(
-        [sys.executable, "-c", script, "enqueue", str(EXAMPLES / "backyard_pro.json")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=60)
+
+
+def test_enqueue_with_redis_down_says_so_in_one_line(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", DOWN_REDIS)
+    completed = console_script("enqueue", str(EXAMPLES / "backyard_pro.json"))
     assert completed.returncode == 1 and completed.stdout == ""
     assert said_once(completed.stderr, "Redis", "REDIS_URL").endswith(": Connection refused\n")
 
@@ -208,21 +210,49 @@ def test_a_command_with_the_database_down_says_so_in_one_line(
 
 
 def test_cancel_with_redis_down_says_so_in_one_line(
-    database: Database,
-    bull: BullQueue,
-    queue_name: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    database: Database, bull: BullQueue, queue_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    render_id, _run_key, _job_id = claimed_render(database, bull)  # claimed: cancelling it reaches Redis
+    # Claimed: cancelling it settles the render, whose progress event and BullMQ job it cannot
+    # reach (warnings with tracebacks, held back), then signals the run, which fails the command.
+    render_id, _run_key, _job_id = claimed_render(database, bull)
     monkeypatch.setenv("DATABASE_URL", database.url)
     monkeypatch.setenv("REDIS_URL", DOWN_REDIS)
     monkeypatch.setenv("RENDER_QUEUE_NAME", queue_name)
-    assert main(["cancel", render_id]) == 1
-    said_once(capsys.readouterr().err, "Redis", "REDIS_URL")
+    completed = console_script("cancel", render_id)
+    assert completed.returncode == 1
+    said_once(completed.stderr, "Redis", "REDIS_URL")
 
 
 def test_other_errors_are_not_taken_for_a_system_down(env: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(FileNotFoundError):
         main(["enqueue", "no-such-file.json"])
     assert capsys.readouterr().err == ""
+
+
+def test_warnings_about_a_system_down_wait_for_the_end_of_the_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import redis
+
+    from render_assets.cli.held_warnings import HeldWarnings
+
+    def warning(message: str, error: Exception | None) -> None:
+        # What a logger with no handler does (pytest's own capture handler would take it first).
+        exc_info = (type(error), error, error.__traceback__) if error is not None else None
+        logging.lastResort.handle(logging.makeLogRecord({"msg": message, "levelno": 30, "exc_info": exc_info}))
+
+    monkeypatch.setenv("REDIS_URL", DOWN_REDIS)
+    down = redis.exceptions.ConnectionError(f"Error 111 connecting to {DOWN_REDIS}")  # should one quote it
+    with HeldWarnings():
+        warning("could not tell BullMQ yet", down)
+        warning("something else", ValueError("kept"))
+        assert capsys.readouterr().err.startswith("something else\nValueError: kept")  # said at once
+    assert capsys.readouterr().err == (
+        "render-assets: could not tell BullMQ yet: cannot reach Redis (REDIS_URL): Error 111 connecting to <url>\n"
+    )
+
+    with pytest.raises(redis.exceptions.ConnectionError), HeldWarnings():
+        warning("could not tell BullMQ yet", down)
+        raise down
+    assert capsys.readouterr().err == ""  # main() says it, once
+    assert logging.lastResort is not None and not isinstance(logging.lastResort, HeldWarnings)

@@ -4,11 +4,13 @@ library, then import the chosen command's module and run it."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from collections.abc import Callable, Sequence
 
 from render_assets.cli.arguments import parser
+from render_assets.cli.held_warnings import HeldWarnings
 from render_assets.cli.unreachable import unreachable
 
 __all__ = ["main", "parser"]
@@ -25,14 +27,18 @@ def command(run: str) -> Command:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    run = command(args.run)
+    # A server's warnings are said as they happen: it may run for days.
+    held = contextlib.nullcontext() if args.long_running else HeldWarnings()
     try:
-        return int(command(args.run)(args))
+        with held:
+            return int(run(args))
     except Exception as error:
         # Redis or the database down is the operator's to fix, not a bug: one line, exit status 1.
-        said = unreachable(error)
-        if said is None:
+        down = unreachable(error)
+        if down is None:
             raise
-        print(f"render-assets: {said}", file=sys.stderr)
+        print(f"render-assets: {down}", file=sys.stderr)
         return 1
 
 

@@ -58,10 +58,13 @@ class Version(argparse.Action):
         parser.exit()
 
 
-def _command(commands: Commands, name: str, run: str, help_text: str) -> argparse.ArgumentParser:
-    """A command whose code is `run` ("module:function"), imported only when it runs."""
+def _command(
+    commands: Commands, name: str, run: str, help_text: str, *, long_running: bool = False
+) -> argparse.ArgumentParser:
+    """A command whose code is `run` ("module:function"), imported only when it runs. A
+    long-running one (a server) has its warnings said as they happen, not when it ends."""
     command = commands.add_parser(name, help=help_text)
-    command.set_defaults(run=run)
+    command.set_defaults(run=run, long_running=long_running)
     return command
 
 
@@ -105,6 +108,7 @@ def _add_serve_command(commands: Commands) -> None:
         "serve",
         "render_assets.cli.serve:cmd_serve",
         "the progress server: SSE, status, demo page, health, metrics",
+        long_running=True,
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)

@@ -10,18 +10,26 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-REDIS = ("Redis", "REDIS_URL")
-DATABASE = ("the database", "DATABASE_URL")
+
+@dataclass(frozen=True)
+class Unreachable:
+    system: str  # "Redis", "the database"
+    variable: str  # the setting that points at it
+    reason: str  # the library's or the operating system's words, without the URL or password
+
+    def __str__(self) -> str:
+        return f"cannot reach {self.system} ({self.variable}): {self.reason}"
 
 
-def unreachable(error: BaseException) -> str | None:
-    """The line to print when `error` means Redis or the database could not be reached, else None."""
+def unreachable(error: BaseException) -> Unreachable | None:
+    """What `error` says is down, when it means Redis or the database could not be reached."""
     if isinstance(error, _loaded("redis.exceptions", "ConnectionError", "TimeoutError")):
-        return _line(REDIS, _os_reason(error) or _first_line(error))
+        return _said("Redis", "REDIS_URL", _os_reason(error) or _first_line(error))
     if isinstance(error, _loaded("sqlalchemy.exc", "OperationalError", "InterfaceError")) and _connecting(error):
-        return _line(DATABASE, _first_line(getattr(error, "orig", None) or error))
+        return _said("the database", "DATABASE_URL", _first_line(getattr(error, "orig", None) or error))
     return None
 
 
@@ -54,9 +62,8 @@ def _first_line(error: BaseException) -> str:
     return lines[0].strip() if lines else type(error).__name__
 
 
-def _line(system: tuple[str, str], reason: str) -> str:
-    name, variable = system
-    return f"cannot reach {name} ({variable}): {_redacted(reason, os.environ.get(variable))}"
+def _said(system: str, variable: str, reason: str) -> Unreachable:
+    return Unreachable(system, variable, _redacted(reason, os.environ.get(variable)))
 
 
 def _redacted(text: str, url: str | None) -> str:
