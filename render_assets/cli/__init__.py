@@ -10,8 +10,6 @@ import sys
 from collections.abc import Callable, Sequence
 
 from render_assets.cli.arguments import parser
-from render_assets.cli.held_warnings import HeldWarnings
-from render_assets.cli.unreachable import unreachable
 
 __all__ = ["main", "parser"]
 
@@ -26,7 +24,11 @@ def command(run: str) -> Command:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_args(argv)  # --help and --version end here, with the parser alone imported
+    # Imported once a command runs (logging and dataclasses are a fifth of --help's time).
+    from render_assets.cli.held_warnings import HeldWarnings
+    from render_assets.cli.unreachable import unreachable
+
     run = command(args.run)
     # A server's warnings are said as they happen: it may run for days.
     held = contextlib.nullcontext() if args.long_running else HeldWarnings()
