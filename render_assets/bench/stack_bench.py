@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from render_assets import config
 from render_assets.bench import databases
 from render_assets.bench.figures import evaluate_targets
-from render_assets.bench.instances import describe, instance_file_list, instance_files, instance_labels
+from render_assets.bench.instances import describe, instance_files, instance_labels
 from render_assets.bench.progress import log
 from render_assets.bench.report_files import write_reports
 from render_assets.bench.scenarios import (
@@ -38,7 +38,8 @@ DEFAULT_OUT = PROJECT_ROOT / ".data" / "bench"
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
-    selected = list(SCENARIOS) if args.scenario == "all" else scenario_list(args.scenario)
+    # The parser checked the names and put them in SCENARIOS's order.
+    selected = list(SCENARIOS) if args.scenario == "all" else args.scenario.split(",")
     sizes = Sizes.for_mode(args.quick)
     files = instance_files(args.dagster_yaml)
     report: dict[str, Any] = {
@@ -131,6 +132,19 @@ def _baseline(database_url: str, redis_url: str, resolution: str, count: int) ->
     return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
 
 
+def with_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """The command's arguments with the defaults the parser leaves as None: it reads no
+    environment, so that `render-assets --help` imports nothing but the standard library."""
+    return argparse.Namespace(
+        **{
+            **vars(args),
+            "database_url": args.database_url or config.BENCH_DATABASE_URL.value(),
+            "redis_url": args.redis_url or config.REDIS_URL.value(),
+            "out": args.out or str(DEFAULT_OUT),
+        }
+    )
+
+
 def log_targets(report: dict[str, Any]) -> None:
     for label, section in report["instances"].items():
         if "error" in section:
@@ -140,6 +154,7 @@ def log_targets(report: dict[str, Any]) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    args = with_defaults(args)
     report = run_bench(args)
     print(json.dumps(report, indent=2), flush=True)
     log_targets(report)
@@ -147,46 +162,3 @@ def cmd_bench(args: argparse.Namespace) -> int:
     log(f"report: {html_path}")
     log(f"report: {json_path}")
     return 1 if any("error" in section for section in report["instances"].values()) else 0
-
-
-def scenario_list(text: str) -> list[str]:
-    """`all` or comma-separated scenario names, run in the benchmark's own order."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in SCENARIOS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown scenario {unknown[0] if unknown else text!r}; known: all, {', '.join(SCENARIOS)}"
-        )
-    return [name for name in SCENARIOS if name in names]
-
-
-def add_bench_command(commands: Any) -> None:
-    bench = commands.add_parser("bench", help="latency, throughput and CPU of the real stack (prints JSON)")
-    bench.add_argument(
-        "--scenario",
-        type=lambda text: text if text == "all" else ",".join(scenario_list(text)),
-        default="all",
-        help=f"all (default) or comma-separated: {', '.join(SCENARIOS)}",
-    )
-    bench.add_argument("--quick", action="store_true", help="small counts and durations: a smoke run")
-    bench.add_argument(
-        "--database-url",
-        default=config.BENCH_DATABASE_URL.value(),
-        help="the project database (PostgreSQL) for every instance file; default BENCH_DATABASE_URL, else "
-        f"a {databases.PROJECT_DATABASE} database beside a PostgreSQL Dagster storage, a temporary SQLite file "
-        "beside a SQLite one",
-    )
-    bench.add_argument("--redis-url", default=config.REDIS_URL.value())
-    bench.add_argument(
-        "--dagster-yaml",
-        type=instance_file_list,
-        action="extend",
-        help="a Dagster instance file to run the scenarios under; repeat it or separate files with commas "
-        "(default: dagster.yaml and deploy/dagster.production.yaml)",
-    )
-    bench.add_argument(
-        "--out",
-        default=str(DEFAULT_OUT),
-        help="folder for bench-report.json and bench-report.html (default .data/bench)",
-    )
-    bench.set_defaults(run=cmd_bench)

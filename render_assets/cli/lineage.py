@@ -9,16 +9,17 @@ delivered renders are re-rendered; a re-render never charges, refunds or touches
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from render_assets import config
 from render_assets.persistence.database import Database
+from render_assets.services.backends import DatabaseSettings, database_options
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance
@@ -32,6 +33,23 @@ class LineageError(Exception):
     """A problem the operator can act on, said in one line."""
 
 
+Command = Callable[[argparse.Namespace], int]
+
+
+def guarded(command: Command) -> Command:
+    """The command, with a `LineageError` said in one line and exit status 2."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except LineageError as error:
+            print(f"render-assets: {error}", file=sys.stderr)
+            return 2
+
+    return run
+
+
 def _instance() -> DagsterInstance:
     from dagster import DagsterInstance
 
@@ -39,6 +57,10 @@ def _instance() -> DagsterInstance:
         return DagsterInstance.get()
     except Exception as error:  # DAGSTER_HOME unset, or its dagster.yaml unreadable
         raise LineageError(f"cannot open the Dagster instance (DAGSTER_HOME): {error}") from None
+
+
+def _database() -> Database:
+    return DatabaseSettings(**database_options()).open()
 
 
 def _asset_graph() -> BaseAssetGraph:
@@ -70,10 +92,11 @@ def _partitioned(instance: DagsterInstance, render_ids: list[str]) -> list[str]:
     return [render_id for render_id in render_ids if render_id in known]
 
 
+@guarded
 def cmd_stale(args: argparse.Namespace) -> int:
     from render_assets.orchestration.lineage import stale_renders
 
-    instance, database = _instance(), Database(config.database_url())
+    instance, database = _instance(), _database()
     checked = _partitioned(instance, delivered_renders(database, None, args.org))
     stale = stale_renders(instance, _asset_graph(), checked)
     if args.json:
@@ -187,12 +210,13 @@ def _new_versions(database: Database, run_ids: set[str]) -> dict[str, int]:
         return {render_id: version for render_id, version in rows}
 
 
+@guarded
 def cmd_rerender(args: argparse.Namespace) -> int:
     from render_assets.orchestration.lineage import RENDER_ASSET_NAMES, stale_renders
 
     if bool(args.stale) == bool(args.render_ids):
         raise LineageError("give either --stale or render ids")
-    instance, database = _instance(), Database(config.database_url())
+    instance, database = _instance(), _database()
     graph = _asset_graph()
     if args.stale:
         candidates = _partitioned(instance, delivered_renders(database, None, args.org))
@@ -222,34 +246,3 @@ def cmd_rerender(args: argparse.Namespace) -> int:
             f"{summary['rerendered']} re-rendered, {summary['unchanged']} unchanged, {summary['failed']} failed"
         )
     return 1 if summary["failed"] else 0
-
-
-def _guarded(command: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(command(args))
-        except LineageError as error:
-            print(f"render-assets: {error}", file=sys.stderr)
-            return 2
-
-    return run
-
-
-def add_lineage_commands(commands: Any) -> None:
-    renders_parser = commands.add_parser("renders", help="delivered renders as Dagster's lineage sees them")
-    renders_commands = renders_parser.add_subparsers(required=True, metavar="COMMAND")
-    stale = renders_commands.add_parser("stale", help="delivered renders Dagster reports stale, with the causes")
-    stale.add_argument("--org", help="only this organization's renders")
-    stale.add_argument("--json", action="store_true")
-    stale.set_defaults(run=_guarded(cmd_stale))
-
-    rerender = commands.add_parser(
-        "rerender", help="re-render renders in one Dagster backfill (free for the customer; the web app is told)"
-    )
-    rerender.add_argument("render_ids", nargs="*", metavar="RENDER_ID")
-    rerender.add_argument("--stale", action="store_true", help="every stale delivered render, from its stale asset")
-    rerender.add_argument("--org", help="only this organization's renders")
-    rerender.add_argument("--wait", action="store_true", help="wait for the backfill and print what it did")
-    rerender.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits (default 3600)")
-    rerender.add_argument("--json", action="store_true")
-    rerender.set_defaults(run=_guarded(cmd_rerender))

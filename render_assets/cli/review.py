@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from render_assets.persistence.quality_reviews import STATUSES
 from render_assets.services import review
 from render_assets.services.backends import Backends, BackendSettings
 
@@ -80,23 +79,3 @@ def cmd_review_approve(args: argparse.Namespace) -> int:
 
 def cmd_review_reject(args: argparse.Namespace) -> int:
     return _decide(args, "reject")
-
-
-def add_review_command(commands: Any) -> None:
-    """Add `review` and its sub-commands to the root parser's sub-parsers."""
-    group = commands.add_parser("review", help="the manual quality review queue").add_subparsers(required=True)
-    listing = group.add_parser("list", help="reviews, oldest first")
-    listing.add_argument("--status", choices=[*STATUSES, "all"], default="pending")
-    listing.add_argument("--organization", help="only this organization's reviews")
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(run=cmd_review_list)
-    for name, run, help_text in (
-        ("approve", cmd_review_approve, "deliver the held render"),
-        ("reject", cmd_review_reject, "fail the held render and refund its credits"),
-    ):
-        command = group.add_parser(name, help=help_text)
-        command.add_argument("review_id", type=int, metavar="REVIEW_ID")
-        command.add_argument("--by", help="who decided (recorded with the review)")
-        command.add_argument("--note", help="why (recorded; a rejection's note becomes the render's error)")
-        command.set_defaults(run=run)

@@ -7,9 +7,8 @@ import json
 import sys
 from typing import Any
 
-from render_assets import config
-from render_assets.persistence.database import Database
 from render_assets.persistence.models import utcnow
+from render_assets.services.backends import DatabaseSettings, database_options
 from render_assets.services.stats import collect, parse_since
 
 
@@ -20,7 +19,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(str(error), file=sys.stderr)
         return 2
-    database = Database(config.database_url())
+    database = DatabaseSettings(**database_options()).open()
     try:
         with database.session() as session:
             stats = collect(session, since, now)
@@ -49,10 +48,3 @@ def text_report(stats: dict[str, Any]) -> str:
     credits = stats["credits"]
     lines.append(f"credits: charged {credits['charged']}, refunded {credits['refunded']}, net {credits['net']}")
     return "\n".join(lines)
-
-
-def add_stats_command(commands: Any) -> None:
-    stats = commands.add_parser("stats", help="outcomes, step latencies, provider errors and credits of a period")
-    stats.add_argument("--since", default="1h", help="a duration such as 90m, 2h, 1d, or an ISO time (default 1h)")
-    stats.add_argument("--json", action="store_true")
-    stats.set_defaults(run=cmd_stats)

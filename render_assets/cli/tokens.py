@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from render_assets import config
 from render_assets.domain.object_keys import SAFE_ID
-from render_assets.web.auth import DEFAULT_TTL_S, MAX_TTL_S, mint_token
+from render_assets.web.auth import MAX_TTL_S, mint_token
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -25,10 +24,3 @@ def cmd_token(args: argparse.Namespace) -> int:
         return 1
     print(mint_token(secret, args.render_id, ttl_s=args.ttl))
     return 0
-
-
-def add_token_command(commands: Any) -> None:
-    token = commands.add_parser("token", help="a render's progress-server token (needs RENDER_SSE_SECRET)")
-    token.add_argument("render_id")
-    token.add_argument("--ttl", type=int, default=DEFAULT_TTL_S, help=f"seconds it is valid (default {DEFAULT_TTL_S})")
-    token.set_defaults(run=cmd_token)
