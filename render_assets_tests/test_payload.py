@@ -13,9 +13,14 @@ import pytest
 from render_assets.domain.payload import (
     MAX_ANNOTATIONS,
     MAX_PAYLOAD_BYTES,
+    MAX_POLYGON_POINTS,
     MAX_URL_CHARS,
     MAX_USER_PROMPT_CHARS,
     InvalidJob,
+    MaskReference,
+    Point,
+    PolygonMask,
+    RectangleMask,
     RenderJob,
     parse_job,
 )
@@ -154,7 +159,7 @@ REJECTIONS: dict[str, tuple[Mutation, str, str]] = {
         "SECRET-kind",
     ),
     "extra annotation field": (
-        _set("annotations", value=[{"type": "mask", "data": {}, "note": EMAIL}]),
+        _set("annotations", value=[{"type": "mask", "data": {"maskId": "m1"}, "note": EMAIL}]),
         "annotations.0.note",
         EMAIL,
     ),
@@ -244,7 +249,7 @@ def _nested(depth: int) -> str:
 @pytest.mark.parametrize("depth", [500, 100_000])
 def test_deeply_nested_annotation_data_as_json_fails_cleanly(depth: int) -> None:
     data = _job()
-    data["annotations"] = [{"type": "mask", "data": "NESTED"}]
+    data["annotations"] = [{"type": "textLabel", "data": "NESTED"}]
     text = json.dumps(data).replace('"NESTED"', _nested(depth))
     assert len(text) < MAX_PAYLOAD_BYTES
     _rejection(text)
@@ -255,12 +260,188 @@ def test_deeply_nested_annotation_data_as_dict_fails_cleanly() -> None:
     for _ in range(100_000):
         nested = [nested]
     data = _job()
-    data["annotations"] = [{"type": "mask", "data": nested}]
+    data["annotations"] = [{"type": "textLabel", "data": nested}]
     message = _rejection(data)
     assert "annotations.0.data" in message
 
 
 def test_moderately_nested_annotation_data_is_accepted() -> None:
     data = _job()
-    data["annotations"] = [{"type": "mask", "data": json.loads(_nested(50))}]
-    assert parse_job(json.dumps(data)).annotations[0].type == "mask"
+    data["annotations"] = [{"type": "textLabel", "data": json.loads(_nested(50))}]
+    assert parse_job(json.dumps(data)).annotations[0].type == "textLabel"
+
+
+# Mask annotations: a reference to the uploaded image, or rectangles and polygons
+
+
+def _rectangle(x: Any = 0.25, y: Any = 0.5, width: Any = 0.5, height: Any = 0.25, **extra: Any) -> dict[str, Any]:
+    return {"type": "mask", "data": {"shape": "rectangle", "x": x, "y": y, "width": width, "height": height, **extra}}
+
+
+def _polygon(points: Any, **extra: Any) -> dict[str, Any]:
+    return {"type": "mask", "data": {"shape": "polygon", "points": points, **extra}}
+
+
+TRIANGLE = [{"x": 0, "y": 1}, {"x": 0.5, "y": 0}, {"x": 1, "y": 1}]
+
+
+def _drawn(*annotations: dict[str, Any]) -> dict[str, Any]:
+    """A job whose mask is drawn: no maskImageUrl, the given mask annotations among the others."""
+    data = _job()
+    data.pop("maskImageUrl", None)
+    data["annotations"] = [*annotations, {"type": "textLabel", "data": {"text": "keep the shed"}}]
+    return data
+
+
+def test_a_mask_reference_with_the_mask_image_is_the_web_apps_job() -> None:
+    job = parse_job(example("frontyard_starter"))
+    assert job.annotations[0].mask == MaskReference(maskId="m1")
+    assert job.mask_shapes() == ()
+    assert job.has_mask()
+
+
+def test_drawn_shapes_come_back_typed_in_order() -> None:
+    job = parse_job(json.dumps(_drawn(_rectangle(x=0, y=0, width=1, height=1, maskId="m2"), _polygon(TRIANGLE))))
+    assert job.mask_shapes() == (
+        RectangleMask(shape="rectangle", x=0.0, y=0.0, width=1.0, height=1.0, maskId="m2"),
+        PolygonMask(shape="polygon", points=[Point(x=0, y=1), Point(x=0.5, y=0), Point(x=1, y=1)]),
+    )
+    assert job.has_mask()
+    assert [annotation.mask for annotation in job.annotations][2] is None  # a textLabel
+
+
+def test_a_job_without_any_mask_has_none() -> None:
+    job = parse_job(example())
+    assert job.mask_shapes() == ()
+    assert not job.has_mask()
+
+
+def test_a_mask_reference_without_the_mask_image_marks_nothing() -> None:
+    job = parse_job(_drawn({"type": "mask", "data": {"maskId": "m1"}}))
+    assert not job.has_mask()
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        _rectangle(x=0, y=0, width=1, height=1),
+        _rectangle(x=0.75, y=0.5, width=0.25, height=0.5),  # touching the right and bottom edges
+        _rectangle(x=0.1, y=0.2, width=1e-9, height=0.3),
+        _polygon(TRIANGLE * (MAX_POLYGON_POINTS // 3)),
+        _polygon([{"x": 0.0, "y": 0.0}, {"x": 1.0, "y": 0.0}, {"x": 1.0, "y": 1.0}], maskId="m1"),
+    ],
+)
+def test_boundary_mask_shapes_are_accepted(shape: dict[str, Any]) -> None:
+    data = _drawn(shape)
+    assert parse_job(data).model_dump(mode="json", exclude_none=True) == data
+
+
+def test_the_mask_image_with_a_mask_reference_shape_is_still_both() -> None:
+    # A shape carrying the image's maskId is still a drawn mask: the image and the shapes would compete.
+    data = _job()
+    data["maskImageUrl"] = "https://example.com/uploads/frontyard-mask.png"
+    data["annotations"] = [{"type": "mask", "data": {"maskId": "m1"}}, _rectangle(maskId="m1")]
+    message = _rejection(data)
+    assert message == (
+        "invalid job payload: maskImageUrl: give the mask as maskImageUrl or as mask shapes in annotations, not both"
+    )
+
+
+def _point(index: int, **point: Any) -> Mutation:
+    points = [dict(each) for each in TRIANGLE]
+    points[index].update(point)
+    return _set("annotations", value=[_polygon(points)])
+
+
+# (the mask annotations, the field the message must name, a fragment of the message)
+MASK_REJECTIONS: dict[str, tuple[list[dict[str, Any]], str, str]] = {
+    "no data": ([{"type": "mask"}], "annotations.0.data", "a mask needs data"),
+    "null data": ([{"type": "mask", "data": None}], "annotations.0.data", "a mask needs data"),
+    "data not an object": ([{"type": "mask", "data": [SECRET]}], "annotations.0.data", "must be an object"),
+    "empty data": ([{"type": "mask", "data": {}}], "annotations.0.data.maskId", "Field required"),
+    "bad mask id": ([{"type": "mask", "data": {"maskId": SECRET + "/"}}], "annotations.0.data.maskId", ""),
+    "extra key": (
+        [{"type": "mask", "data": {"maskId": "m1", "colour": SECRET}}],
+        "annotations.0.data.colour",
+        "Extra inputs are not permitted",
+    ),
+    "odd extra key": ([_rectangle(**{SECRET + " key": 1})], "annotations.0.data.<unnamed>", "Extra inputs"),
+    "unknown shape": ([{"type": "mask", "data": {"shape": SECRET}}], "annotations.0.data.shape", "must be"),
+    "shape not a string": ([{"type": "mask", "data": {"shape": [SECRET]}}], "annotations.0.data.shape", "must be"),
+    "missing coordinate": (
+        [{"type": "mask", "data": {"shape": "rectangle", "x": 0, "y": 0, "width": 1}}],
+        "annotations.0.data.height",
+        "Field required",
+    ),
+    "x below 0": ([_rectangle(x=-0.25)], "annotations.0.data.x", "must be between 0 and 1"),
+    "y above 1": ([_rectangle(y=1.5)], "annotations.0.data.y", "must be between 0 and 1"),
+    "width 0": ([_rectangle(width=0)], "annotations.0.data.width", "must be above 0"),
+    "height negative": ([_rectangle(height=-0.1)], "annotations.0.data.height", "must be"),
+    "past the right edge": ([_rectangle(x=0.75, width=0.5)], "annotations.0.data.width", "x + width must be at most 1"),
+    "past the bottom edge": ([_rectangle(y=0.5, height=0.75)], "annotations.0.data.height", "y + height must be"),
+    "coordinate as string": ([_rectangle(x="0.5")], "annotations.0.data.x", "valid number"),
+    "coordinate as bool": ([_rectangle(width=True)], "annotations.0.data.width", "valid number"),
+    "two points": ([_polygon(TRIANGLE[:2])], "annotations.0.data.points", "at least 3"),
+    "too many points": ([_polygon(TRIANGLE * 86)], "annotations.0.data.points", f"at most {MAX_POLYGON_POINTS}"),
+    "points not a list": ([_polygon(SECRET)], "annotations.0.data.points", "valid list"),
+    "point without y": ([_polygon([*TRIANGLE[:2], {"x": 0.5}])], "annotations.0.data.points.2.y", "Field required"),
+    "point with z": ([_polygon([*TRIANGLE[:2], {"x": 0.5, "y": 0.5, "z": 1}])], "annotations.0.data.points.2.z", ""),
+    "second mask bad": (
+        [_rectangle(), _polygon([*TRIANGLE, {"x": 0.5, "y": 1.25}])],
+        "annotations.1.data.points.3.y",
+        "must be between 0 and 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MASK_REJECTIONS))
+def test_bad_mask_data_is_refused_naming_its_path(case: str) -> None:
+    annotations, field, fragment = MASK_REJECTIONS[case]
+    message = _rejection(_drawn(*annotations))
+    problems = dict(part.split(": ", 1) for part in message.removeprefix("invalid job payload: ").split("; "))
+    assert fragment in problems[field], message
+
+
+@pytest.mark.parametrize(
+    ("token", "field"),
+    [
+        ("NaN", "annotations.0.data.points.1.x"),
+        ("Infinity", "annotations.0.data.points.1.x"),
+        ("-1e999", "annotations.0.data.points.1.x"),
+        ("9" * 5_000, "annotations.0.data.points.1.x"),
+    ],
+)
+def test_non_finite_mask_coordinates_are_refused_naming_the_point(token: str, field: str) -> None:
+    data = _drawn(_polygon([{"x": 0, "y": 0}, {"x": "TOKEN", "y": 0.5}, {"x": 1, "y": 1}]))
+    message = _rejection(json.dumps(data).replace('"TOKEN"', token))
+    assert f"{field}: must be a finite number" in message
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [_rectangle(x=0.123456789, y=0.5, width=0.25, height=0.25), _polygon([*TRIANGLE[:2], {"x": 0.987654321, "y": 1}])],
+)
+def test_mask_refusals_echo_no_coordinate(shape: dict[str, Any]) -> None:
+    data = _drawn(shape, _rectangle(x=2.718281828))
+    message = _rejection(data)
+    assert "annotations.1.data.x" in message
+    for value in ("0.123456789", "0.987654321", "2.718281828"):
+        assert value not in message
+
+
+def test_mask_image_and_drawn_shapes_are_refused_together() -> None:
+    data = _job()
+    data["maskImageUrl"] = f"https://example.com/uploads/{SECRET}.png"
+    data["annotations"] = [_polygon(TRIANGLE)]
+    message = _rejection(json.dumps(data))
+    assert "maskImageUrl: give the mask as maskImageUrl or as mask shapes in annotations, not both" in message
+
+
+def test_other_annotations_keep_any_storable_json() -> None:
+    data = _drawn()
+    data["annotations"] = [
+        {"type": "textLabel", "data": {"shape": "circle", "x": 7, "points": []}},
+        {"type": "assetInstance", "data": [1, "two", None]},
+        {"type": "textLabel"},
+    ]
+    assert parse_job(data).model_dump(mode="json", exclude_none=True)["annotations"][:2] == data["annotations"][:2]

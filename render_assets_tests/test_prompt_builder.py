@@ -88,7 +88,7 @@ def test_notes_and_masks_count_with_or_without_elements() -> None:
     built = build_prompt(job(annotations))
     assert 'Design notes: "keep the shed"; "add a bench by the door".' in built.text
     assert built.contributions == {"assetInstance": 0, "textLabel": 2, "mask": 1}
-    masks_only = build_prompt(job([{"type": "mask"}]))
+    masks_only = build_prompt(job([{"type": "mask", "data": {"maskId": "m1"}}]))
     assert masks_only.contributions == {"assetInstance": 0, "textLabel": 0, "mask": 1}
     assert "Design notes" not in masks_only.text
 

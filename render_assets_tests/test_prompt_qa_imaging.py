@@ -127,7 +127,7 @@ def test_huge_integer_positions_do_not_crash() -> None:
 def test_contributions_count_each_kind() -> None:
     annotations: list[dict[str, Any]] = [
         {"type": "mask", "data": {"maskId": "m1"}},
-        {"type": "mask"},
+        {"type": "mask", "data": {"shape": "rectangle", "x": 0, "y": 0.5, "width": 1, "height": 0.5}},
         _asset(name="Oak"),
         _asset(category="hardscape", name="patio"),
         {"type": "assetInstance", "data": "not an object"},

@@ -3,6 +3,21 @@
 The model mirrors the web app's `RenderJobData` field for field, so its jobs are accepted as
 they are; anything else (unknown fields, wrong types, out-of-range values) is rejected with a
 reason that names the field and never echoes the value (it may hold a user's prompt).
+
+Annotations hold any storable JSON as `data`, except masks, whose `data` is exactly one of:
+
+- `{"maskId": "m1"}`: a reference to the uploaded mask image, `maskImageUrl` (what the web app
+  sends today);
+- `{"shape": "rectangle", "x": .., "y": .., "width": .., "height": ..}`: width and height above
+  0, x + width and y + height at most 1;
+- `{"shape": "polygon", "points": [{"x": .., "y": ..}, ...]}`: 3 to 256 points, filled as
+  Pillow fills polygons (a self-crossing outline by the even-odd rule).
+
+Coordinates are finite fractions of the photo's width (x) and height (y), 0 to 1 inclusive,
+from its top-left corner; a shape may also carry a `maskId`. The mask is the union of the
+shapes, or the image: a job with `maskImageUrl` and shapes is refused, since neither could win
+without silently dropping what the customer drew. A `{"maskId"}` annotation without
+`maskImageUrl` refers to nothing and marks nothing.
 """
 
 from __future__ import annotations
@@ -19,10 +34,15 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    PrivateAttr,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
+    model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_ANNOTATIONS = 500
@@ -31,6 +51,7 @@ MAX_SYSTEM_PROMPT_CHARS = 4_000
 MAX_URL_CHARS = 2_048
 MIN_SIDE, MAX_SIDE = 256, 4096
 MAX_ANNOTATION_DEPTH = 64  # nested arrays/objects in one annotation's data
+MIN_POLYGON_POINTS, MAX_POLYGON_POINTS = 3, 256
 # Python refuses to convert longer digit strings to int (sys.int_info.default_max_str_digits).
 MAX_INT_DIGITS = 4_300
 
@@ -79,9 +100,116 @@ class PromptText(_Strict):
     user: Annotated[str, StringConstraints(max_length=MAX_USER_PROMPT_CHARS), AfterValidator(_storable)]
 
 
+def _refusal(location: tuple[str | int, ...], message: str) -> ValidationError:
+    """A refusal at `location` (relative to where it is raised), for checks pydantic cannot place."""
+    error = InitErrorDetails(type=PydanticCustomError("refused", message), loc=location, input=None)
+    return ValidationError.from_exception_data("RenderJob", [error])
+
+
+def _fraction(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
+# A fraction of the photo's width or height; strict floats take JSON integers (0, 1), not booleans.
+Fraction = Annotated[float, AfterValidator(_fraction)]
+
+
+class MaskReference(_Strict):
+    """The uploaded mask image (`maskImageUrl`), by the id the web app gave it."""
+
+    maskId: Identifier
+
+
+class Point(_Strict):
+    x: Fraction
+    y: Fraction
+
+
+class RectangleMask(_Strict):
+    shape: Literal["rectangle"]
+    x: Fraction
+    y: Fraction
+    width: Fraction
+    height: Fraction
+    maskId: Identifier | None = None
+
+    @field_validator("width", "height")
+    @classmethod
+    def _not_empty(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be above 0")
+        return value
+
+    @model_validator(mode="after")
+    def _inside_the_photo(self) -> RectangleMask:
+        # Not clipped: a shape past the edge is a client bug, and clipping would hide it.
+        if self.x + self.width > 1:
+            raise _refusal(("width",), "x + width must be at most 1")
+        if self.y + self.height > 1:
+            raise _refusal(("height",), "y + height must be at most 1")
+        return self
+
+
+class PolygonMask(_Strict):
+    shape: Literal["polygon"]
+    points: Annotated[list[Point], Field(min_length=MIN_POLYGON_POINTS, max_length=MAX_POLYGON_POINTS)]
+    maskId: Identifier | None = None
+
+
+MaskShape = RectangleMask | PolygonMask
+MaskData = MaskReference | MaskShape
+_SHAPES: dict[str, TypeAdapter[Any]] = {
+    "rectangle": TypeAdapter(RectangleMask),
+    "polygon": TypeAdapter(PolygonMask),
+}
+_REFERENCE = TypeAdapter(MaskReference)
+
+
+def _mask_data(value: Any) -> MaskData:
+    """A mask annotation's data as its model; ValidationError locates the problem inside `data`.
+
+    Dispatched by hand rather than as a tagged union, whose errors would carry the tag in their
+    location (`data.rectangle.x`)."""
+    if value is None:
+        raise ValueError('a mask needs data: {"maskId"}, a rectangle or a polygon')
+    if not isinstance(value, dict):
+        raise ValueError('must be an object: {"maskId"}, a rectangle or a polygon')
+    if "shape" not in value:
+        return _REFERENCE.validate_python(value)
+    shape = value["shape"]
+    if not isinstance(shape, str) or shape not in _SHAPES:
+        raise _refusal(("shape",), 'must be "rectangle" or "polygon"')
+    return _SHAPES[shape].validate_python(value)
+
+
+def _annotation_data(value: Any, info: ValidationInfo) -> Any:
+    if info.data.get("type") == "mask":
+        _mask_data(value)  # its bounded models need none of the generic depth and storability checks
+        return value
+    return _storable_json(value)
+
+
 class Annotation(_Strict):
     type: Literal["mask", "assetInstance", "textLabel"]
-    data: Annotated[JsonValue, BeforeValidator(_storable_json)] = None
+    # validate_default: a mask without data is refused, not left as None.
+    data: Annotated[JsonValue, BeforeValidator(_annotation_data)] = Field(default=None, validate_default=True)
+    _mask: MaskData | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _keep_the_mask(self) -> Annotation:
+        # `data` stays the JSON it came as (dumps compare equal to the input); the typed mask rides along.
+        if self.type == "mask":
+            self._mask = _mask_data(self.data)
+        return self
+
+    @property
+    def mask(self) -> MaskData | None:
+        """A mask annotation's data, typed; None for other annotations."""
+        return self._mask
 
 
 class RenderSettings(_Strict):
@@ -118,6 +246,24 @@ class RenderJob(_Strict):
     prompt: PromptText
     annotations: Annotated[list[Annotation], Field(max_length=MAX_ANNOTATIONS)]
     settings: RenderSettings
+
+    @model_validator(mode="after")
+    def _one_mask_source(self) -> RenderJob:
+        if self.maskImageUrl is not None and self.mask_shapes():
+            raise _refusal(
+                ("maskImageUrl",), "give the mask as maskImageUrl or as mask shapes in annotations, not both"
+            )
+        return self
+
+    def mask_shapes(self) -> tuple[MaskShape, ...]:
+        """The shapes drawn in mask annotations, in order; their union is the area to redesign."""
+        return tuple(
+            mask for annotation in self.annotations if isinstance(mask := annotation.mask, RectangleMask | PolygonMask)
+        )
+
+    def has_mask(self) -> bool:
+        """Whether the job limits the redesign to a marked area (an uploaded mask or drawn shapes)."""
+        return self.maskImageUrl is not None or bool(self.mask_shapes())
 
 
 class InvalidJob(ValueError):
