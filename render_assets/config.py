@@ -54,6 +54,9 @@ GOOGLE_CLOUD_REGION = Variable(
 GOOGLE_IMAGE_MODEL = Variable("GOOGLE_IMAGE_MODEL", "gemini-3.1-flash-image", "Vertex AI image model id")
 GOOGLE_IMAGE_ROUTE = Variable("GOOGLE_IMAGE_ROUTE", "gemini", "gemini (generateContent) or imagen (legacy predict)")
 GOOGLE_UPSCALE_MODEL = Variable("GOOGLE_UPSCALE_MODEL", None, "Imagen upscaler model id; unset: local resample")
+GOOGLE_EDIT_MODEL = Variable(
+    "GOOGLE_EDIT_MODEL", "imagen-3.0-capability-001", "Imagen edit model of the imagen route, for renders with a mask"
+)
 GOOGLE_API_ENDPOINT = Variable("GOOGLE_API_ENDPOINT", None, "Vertex AI endpoint override (http://… = a local fake)")
 GOOGLE_IMAGE_TIMEOUT_S = Variable("GOOGLE_IMAGE_TIMEOUT_S", "60", "Seconds one google provider call may take")
 OPENAI_API_KEY = Variable("OPENAI_API_KEY", None, "OpenAI API key of the openai provider", secret=True)
@@ -160,6 +163,7 @@ ALL: tuple[Variable, ...] = (
     GOOGLE_IMAGE_MODEL,
     GOOGLE_IMAGE_ROUTE,
     GOOGLE_UPSCALE_MODEL,
+    GOOGLE_EDIT_MODEL,
     GOOGLE_API_ENDPOINT,
     GOOGLE_IMAGE_TIMEOUT_S,
     OPENAI_API_KEY,

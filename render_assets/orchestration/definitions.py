@@ -51,6 +51,7 @@ def build_resources() -> dict[str, object]:
             google_image_model=required_env(config.GOOGLE_IMAGE_MODEL),
             google_image_route=required_env(config.GOOGLE_IMAGE_ROUTE),
             google_upscale_model=env(config.GOOGLE_UPSCALE_MODEL),
+            google_edit_model=required_env(config.GOOGLE_EDIT_MODEL),
             google_api_endpoint=env(config.GOOGLE_API_ENDPOINT),
             google_timeout_s=config.number(config.GOOGLE_IMAGE_TIMEOUT_S),
             openai_api_key=env(config.OPENAI_API_KEY),

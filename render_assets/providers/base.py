@@ -28,6 +28,15 @@ class GenerationRequest:
     # The customer's photo of the site (JPEG or PNG bytes): providers that edit images redesign
     # it; the others record that they ignored it.
     reference_image: bytes | None = field(default=None, repr=False)
+    # The area of the photo to redesign: a PNG, mode "L", exactly the size of `reference_image`;
+    # white (255) = redesign, black (0) = keep (values of 128 and above count as white). Set only
+    # together with `reference_image`. Providers with a mask route edit inside it only
+    # (`facts["mask"]` says how: inpainted, instructed, painted, ignored or none).
+    mask: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mask is not None and self.reference_image is None:
+            raise ValueError("a mask marks an area of the photo: it needs reference_image")
 
 
 # Put before the design prompt when the provider edits the customer's photo.
@@ -38,8 +47,11 @@ EDIT_INSTRUCTION = (
 )
 
 
-def edit_prompt(prompt: str) -> str:
-    return f"{EDIT_INSTRUCTION}\n\n{prompt}"
+def edit_prompt(prompt: str, *, area: str | None = None) -> str:
+    """The design prompt behind the edit instruction; `area` says, in the provider's own terms,
+    which part of the photo to change (a mask)."""
+    instruction = f"{EDIT_INSTRUCTION} {area}" if area else EDIT_INSTRUCTION
+    return f"{instruction}\n\n{prompt}"
 
 
 def image_media_type(data: bytes) -> str:

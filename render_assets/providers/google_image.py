@@ -3,6 +3,8 @@
 Two routes, chosen by configuration: Gemini image models through `generateContent` (the
 default; native 1K/2K/4K), and Imagen `:predict` (legacy: every Imagen generate model is being
 shut down). An optional Imagen upscaler enlarges what the model could not make natively.
+With the customer's mask, Gemini gets it as a second image with an instruction, and the Imagen
+route calls its edit model (`imagen_edit.py`) instead of the generate model.
 Model ids come from configuration only. The SDK is imported on first use, so importing this
 module costs nothing."""
 
@@ -12,11 +14,11 @@ import base64
 import io
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from PIL import Image
 
-from render_assets.providers import costs, errors
+from render_assets.providers import costs, edit_masks, errors, imagen_edit
 from render_assets.providers.base import (
     ErrorKind,
     GeneratedImage,
@@ -38,8 +40,11 @@ GEMINI_ASPECTS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9
 GEMINI_TIERS = {"1K": 1024, "2K": 2048, "4K": 4096}
 IMAGEN_ASPECTS = ("1:1", "3:4", "4:3", "9:16", "16:9")
 IMAGEN_1K = {"1:1": (1024, 1024), "3:4": (896, 1280), "4:3": (1280, 896), "9:16": (768, 1408), "16:9": (1408, 768)}
-# What a route returns: the native image, facts about the call, and its estimated cost.
-Native = tuple[Image.Image, dict[str, Any], float]
+# With a mask, Gemini gets the photo, then the mask, then the text: the text names them so.
+GEMINI_MASK_INSTRUCTION = (
+    "The second image is a mask of the photo: it marks in white the only area to redesign. "
+    "Everything in black must stay exactly as in the photo. Match the photo's light and perspective."
+)
 UPSCALER_MAX_PIXELS = 17_000_000  # the Imagen upscaler's documented output limit
 MIN_UPSCALE_TIMEOUT_S = 1.0
 MAX_SEED = 2**31 - 1  # both APIs take a signed 32-bit seed
@@ -47,6 +52,15 @@ MAX_SEED = 2**31 - 1  # both APIs take a signed 32-bit seed
 BLOCKED_FINISH = frozenset(
     {"SAFETY", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "RECITATION", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT"}
 )
+
+
+class Native(NamedTuple):
+    """What a route returns."""
+
+    image: Image.Image
+    facts: dict[str, Any]
+    cost: float
+    model: str  # the model that made it (the edit model, for an Imagen edit)
 
 
 def gemini_native(aspect: str, tier: str) -> tuple[int, int]:
@@ -97,6 +111,7 @@ class GoogleImageProvider:
         model: str,
         route: str = "gemini",
         upscale_model: str | None = None,
+        edit_model: str = "imagen-3.0-capability-001",
         api_endpoint: str | None = None,
         timeout_s: float = 60.0,
     ) -> None:
@@ -110,6 +125,7 @@ class GoogleImageProvider:
             raise ValueError(f"GOOGLE_IMAGE_ROUTE={route!r} is not one of {', '.join(ROUTES)}")
         self.project, self.region, self.model, self.route = project, region, model, route
         self.upscale_model = upscale_model or None
+        self.edit_model = edit_model
         self.api_endpoint = api_endpoint or endpoint_for(region)
         self.timeout_s = timeout_s
         self._client: PredictionServiceClient | None = None
@@ -140,6 +156,7 @@ class GoogleImageProvider:
 
     def generate(self, request: GenerationRequest) -> GeneratedImage:
         start = time.monotonic()
+        mask = edit_masks.read_mask(NAME, request)  # a wrong mask fails before anything else
         self._call(self.client)  # the SDK's first import takes a moment: before our timeout starts
         # The whole call, upscaler included, ends within our timeout and the job's deadline.
         deadline = time.monotonic() + self.timeout_s
@@ -147,9 +164,12 @@ class GoogleImageProvider:
             deadline = min(deadline, request.deadline)
         seed = request.seed % MAX_SEED
         if self.route == "gemini":
-            native, facts, cost = self._gemini(request, seed, _time_left(deadline))
+            native = self._gemini(request, mask, seed, _time_left(deadline))
+        elif mask is not None:
+            native = self._imagen_edit(request, mask, seed, _time_left(deadline))
         else:
-            native, facts, cost = self._imagen(request, seed, _time_left(deadline))
+            native = self._imagen(request, seed, _time_left(deadline))
+        cost = native.cost
         upscaler = None
         if self.upscale_model:
 
@@ -157,7 +177,7 @@ class GoogleImageProvider:
                 return self._upscale(image, factor, deadline)
 
         fitted = fit_exact(
-            native,
+            native.image,
             request.width,
             request.height,
             upscaler=upscaler,
@@ -169,26 +189,34 @@ class GoogleImageProvider:
         return GeneratedImage(
             image=fitted.image,
             provider=self.name,
-            model=self.model,
+            model=native.model,
             latency_s=time.monotonic() - start,
             cost_estimate_usd=round(cost, 4),
-            facts={"route": self.route, **facts, **fitted.facts},
+            facts={"route": self.route, **native.facts, **fitted.facts},
             seed=seed,
             native_size=fitted.native_size,
             upscale_method=fitted.method,
         )
 
-    # ---- the two routes ---------------------------------------------------------------------------
+    # ---- the routes ---------------------------------------------------------------------------------
 
-    def _gemini(self, request: GenerationRequest, seed: int, timeout: float) -> Native:
+    def _gemini(self, request: GenerationRequest, mask: Image.Image | None, seed: int, timeout: float) -> Native:
         from google.cloud.aiplatform_v1 import types
 
-        aspect, tier = gemini_plan(request.width, request.height)
+        canvas = (request.width, request.height)
+        if mask is not None:  # ask at the photo's aspect, so the edit lies on the photo
+            canvas = edit_masks.edit_canvas(mask.size, request.width, request.height)
+        aspect, tier = gemini_plan(*canvas)
         parts = [types.Part(text=_with_negative(request))]
         if request.reference_image is not None:
-            # Image editing: the customer's photo first, then what to make of it.
+            # Image editing: the customer's photo first (then the mask), then what to make of it.
             photo = types.Blob(mime_type=image_media_type(request.reference_image), data=request.reference_image)
-            parts = [types.Part(inline_data=photo), types.Part(text=edit_prompt(_with_negative(request)))]
+            parts = [types.Part(inline_data=photo)]
+            area = None
+            if mask is not None:
+                parts.append(types.Part(inline_data=types.Blob(mime_type="image/png", data=edit_masks.png(mask))))
+                area = GEMINI_MASK_INSTRUCTION
+            parts.append(types.Part(text=edit_prompt(_with_negative(request), area=area)))
         call = types.GenerateContentRequest(
             model=self._model_path(self.model),
             contents=[types.Content(role="user", parts=parts)],
@@ -223,8 +251,13 @@ class GoogleImageProvider:
                 raise errors.refused(NAME, errors.short("; ".join(reasons) or "the model returned no image"))
             raise errors.malformed(NAME, "no candidates")
         image = decode_image(NAME, image_bytes, mime_type=mime_type)
-        facts = {"aspect_ratio": aspect, "image_size": tier, "reference_image": _reference_use(request, "edited")}
-        return image, facts, costs.gemini_image(self.model, tier)
+        facts = {
+            "aspect_ratio": aspect,
+            "image_size": tier,
+            "reference_image": _reference_use(request, "edited"),
+            "mask": "none" if mask is None else "instructed",  # no mask field: the model reads the instruction
+        }
+        return Native(image, facts, costs.gemini_image(self.model, tier), self.model)
 
     def _imagen(self, request: GenerationRequest, seed: int, timeout: float) -> Native:
         aspect, size, _ = imagen_plan(request.width, request.height)
@@ -238,21 +271,24 @@ class GoogleImageProvider:
             "outputOptions": {"mimeType": "image/png"},
         }
         predictions = self._predict(self.model, [{"prompt": _with_negative(request)}], parameters, timeout)
-        image = None
-        filtered = []
-        for prediction in predictions:
-            if prediction.get("bytesBase64Encoded"):
-                declared = str(prediction.get("mimeType") or "image/png")  # else what outputOptions asked
-                image = decode_image(NAME, prediction["bytesBase64Encoded"], mime_type=declared)
-                break
-            if prediction.get("raiFilteredReason"):
-                filtered.append(str(prediction["raiFilteredReason"]))
-        if image is None:
-            # A fully filtered reply is HTTP 200 with no predictions (or only reasons), not an error.
-            raise errors.refused(NAME, errors.short("; ".join(filtered) or "every image was filtered out"))
+        image = _predicted_image(predictions)
         # Imagen generate models take no input image: the render is text-to-image.
-        facts = {"aspect_ratio": aspect, "image_size": size, "reference_image": _reference_use(request, "ignored")}
-        return image, facts, costs.imagen(self.model)
+        facts = {
+            "aspect_ratio": aspect,
+            "image_size": size,
+            "reference_image": _reference_use(request, "ignored"),
+            "mask": "none",
+        }
+        return Native(image, facts, costs.imagen(self.model), self.model)
+
+    def _imagen_edit(self, request: GenerationRequest, mask: Image.Image, seed: int, timeout: float) -> Native:
+        """The edit model inpaints the photo inside the mask; its output has the photo's size."""
+        assert request.reference_image is not None  # read_mask refuses a mask without its photo
+        instances = imagen_edit.instances(request.prompt, request.reference_image, edit_masks.png(mask))
+        parameters = imagen_edit.parameters(seed, request.negative_prompt)
+        image = _predicted_image(self._predict(self.edit_model, instances, parameters, timeout))
+        facts = {"edit_mode": imagen_edit.EDIT_MODE, "reference_image": "edited", "mask": "inpainted"}
+        return Native(image, facts, costs.imagen(self.edit_model), self.edit_model)
 
     def _upscale(self, image: Image.Image, factor: int, deadline: float) -> Image.Image:
         remaining = deadline - time.monotonic()
@@ -321,6 +357,19 @@ class GoogleImageProvider:
         except (json_format.ParseError, ValueError) as error:
             # A 200 whose body is not the documented JSON.
             raise errors.malformed(NAME, type(error).__name__) from None
+
+
+def _predicted_image(predictions: list[dict[str, Any]]) -> Image.Image:
+    """The first image of a `:predict` reply; refused when every image was filtered out."""
+    filtered = []
+    for prediction in predictions:
+        if prediction.get("bytesBase64Encoded"):
+            declared = str(prediction.get("mimeType") or "image/png")  # else what outputOptions asked
+            return decode_image(NAME, prediction["bytesBase64Encoded"], mime_type=declared)
+        if prediction.get("raiFilteredReason"):
+            filtered.append(str(prediction["raiFilteredReason"]))
+    # A fully filtered reply is HTTP 200 with no predictions (or only reasons), not an error.
+    raise errors.refused(NAME, errors.short("; ".join(filtered) or "every image was filtered out"))
 
 
 def _reference_use(request: GenerationRequest, use: str) -> str:

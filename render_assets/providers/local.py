@@ -1,4 +1,10 @@
-"""A deterministic procedural garden renderer: Pillow (plus numpy for the soft background)."""
+"""A deterministic procedural garden renderer: Pillow (plus numpy for the soft background).
+
+With the customer's photo it paints over a light wash of it; with a mask too, it paints only
+inside the mask and leaves the photo's pixels as they are outside it. The photo and the mask are
+fitted to the output as `fitting.fit_exact` fits any provider's image (centre crop to the
+requested aspect, then resample), so outside the mask the output is exactly
+`fit_exact(photo, width, height).image`."""
 
 from __future__ import annotations
 
@@ -10,10 +16,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageChops, ImageDraw, ImageOps
+from PIL import Image, ImageChops, ImageDraw
 
 from .base import GeneratedImage, GenerationRequest, ProviderError, SceneElement
 from .decoding import decode_image
+from .edit_masks import fit_mask, read_mask
+from .fitting import fit_exact
 
 MIN_SIDE, MAX_SIDE = 256, 4096
 RGB = tuple[int, int, int]
@@ -276,8 +284,8 @@ def _grain(img: Image.Image, hz: int, rng: random.Random) -> Image.Image:
 
 
 def _photo(data: bytes, w: int, h: int) -> Image.Image:
-    """The reference photo cover-cropped to the frame."""
-    return ImageOps.fit(decode_image("local", data), (w, h), Image.Resampling.BILINEAR)
+    """The reference photo fitted to the frame as every provider's output is (centre crop, resample)."""
+    return fit_exact(decode_image("local", data), w, h).image
 
 
 class LocalProvider:
@@ -294,6 +302,7 @@ class LocalProvider:
         if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
             msg = f"size {w}x{h} outside {MIN_SIDE}..{MAX_SIDE} per side"
             raise ProviderError(msg, provider=self.name, transient=False)
+        mask = read_mask(self.name, request)
         rng = random.Random(request.seed)
         hz = int(h * rng.uniform(0.34, 0.46))
         img, haze = _background(w, h, hz, rng)
@@ -303,12 +312,17 @@ class LocalProvider:
         _hills(d, w, hz, unit, haze, rng)
         _grass(d, w, h, hz, unit, rng)
         element_seed, grain_seed = rng.getrandbits(64), rng.getrandbits(64)
+        photo = None
         if request.reference_image is not None:
             # The customer's yard under a light procedural wash, the design drawn over it.
-            img = Image.blend(img, _photo(request.reference_image, w, h), PHOTO_WEIGHT)
+            photo = _photo(request.reference_image, w, h)
+            img = Image.blend(img, photo, PHOTO_WEIGHT)
             d = ImageDraw.Draw(img, "RGBA")
         generic = _elements(d, request.elements, w, h, hz, element_seed)
         img = _grain(img, hz, random.Random(grain_seed))
+        if mask is not None and photo is not None:
+            # The design inside the mask only: outside, the photo's own pixels.
+            img = Image.composite(img, photo, fit_mask(mask, w, h))
         elapsed = time.perf_counter() - start
         if self.latency_s > elapsed:
             time.sleep(self.latency_s - elapsed)
@@ -323,6 +337,7 @@ class LocalProvider:
                 "elements_drawn": len(request.elements),
                 "generic_markers": generic,
                 "reference_image": "none" if request.reference_image is None else "blended",
+                "mask": "none" if mask is None else "painted",
             },
             seed=request.seed,
             native_size=(w, h),

@@ -1,5 +1,5 @@
 """OpenAI Images (`POST /v1/images/generations`, or `/v1/images/edits` with the customer's
-photo) through the official `openai` client.
+photo, and the customer's mask when there is one) through the official `openai` client.
 
 GPT image models take any WxH with sides divisible by 16, aspect 1:3 to 3:1, at most
 3840x2160, and always answer base64. The SDK's own retries are off: a retry after a read
@@ -11,7 +11,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
-from render_assets.providers import costs, errors
+from render_assets.providers import costs, edit_masks, errors
 from render_assets.providers.base import (
     GeneratedImage,
     GenerationRequest,
@@ -60,6 +60,13 @@ def quality_tier(quality: int | None) -> Quality:
 
 
 OPENAI_API_URL = "https://api.openai.com/v1"  # the SDK's default base URL
+# With a mask: images.edit edits where the mask is fully transparent (the SDK's docstring for
+# `mask`: "fully transparent areas (e.g. where alpha is zero) indicate where `image` should be
+# edited"), and the prompt says so too.
+MASK_INSTRUCTION = (
+    "Change only the area the mask leaves transparent, which the customer marked; everything the "
+    "mask covers must stay exactly as in the photo. Match the photo's light and perspective."
+)
 
 
 class OpenAIImageProvider:
@@ -99,13 +106,17 @@ class OpenAIImageProvider:
 
     def generate(self, request: GenerationRequest) -> GeneratedImage:
         start = time.monotonic()
+        mask = edit_masks.read_mask(NAME, request)  # a wrong mask fails before anything else
         self.client()  # the SDK's first import takes a moment: before the clock matters
         timeout = self.timeout_s
         if request.deadline is not None:  # never wait past the job's deadline
             timeout = min(timeout, request.deadline - time.monotonic())
         if timeout <= 0:
             raise errors.timed_out(NAME, after_send=False)
-        width, height = native_size(request.width, request.height)
+        canvas = (request.width, request.height)
+        if mask is not None:  # ask at the photo's aspect, so the edit lies on the photo
+            canvas = edit_masks.edit_canvas(mask.size, request.width, request.height)
+        width, height = native_size(*canvas)
         quality = quality_tier(request.quality)
         prompt = request.prompt
         if request.negative_prompt:  # no negative-prompt field: the exclusions go into the text
@@ -113,13 +124,19 @@ class OpenAIImageProvider:
         reference = request.reference_image
         if reference is not None:
             # Image editing: GPT image models redesign the customer's photo (/v1/images/edits).
+            # They take it as PNG, WEBP or JPEG; only the mask must be a PNG, of the photo's size.
             media_type = image_media_type(reference)
             photo = (f"site.{media_type.removeprefix('image/')}", reference, media_type)
+            masked: dict[str, Any] = {}
+            if mask is not None:
+                masked["mask"] = ("mask.png", edit_masks.transparent_where_marked(mask), "image/png")
+            area = MASK_INSTRUCTION if mask is not None else None
             response = self._call(
                 lambda: self.client().images.edit(
                     model=self.model,
                     image=photo,
-                    prompt=edit_prompt(prompt),
+                    prompt=edit_prompt(prompt, area=area),
+                    **masked,
                     n=1,
                     size=f"{width}x{height}",
                     quality=quality,
@@ -147,6 +164,7 @@ class OpenAIImageProvider:
         fitted = fit_exact(native, request.width, request.height)
         facts: dict[str, Any] = {"size": f"{width}x{height}", "quality": quality, **fitted.facts}
         facts["reference_image"] = "none" if reference is None else "edited"
+        facts["mask"] = "none" if mask is None else "inpainted"
         usage = getattr(response, "usage", None)
         if usage is not None and getattr(usage, "total_tokens", None) is not None:
             facts["total_tokens"] = usage.total_tokens

@@ -21,6 +21,7 @@ class ProviderSettings:
     google_image_model: str = "gemini-3.1-flash-image"
     google_image_route: str = "gemini"
     google_upscale_model: str | None = None
+    google_edit_model: str = "imagen-3.0-capability-001"
     google_api_endpoint: str | None = None
     google_timeout_s: float = 60.0
     openai_api_key: str | None = None
@@ -56,6 +57,7 @@ def build_provider(name: str, settings: ProviderSettings) -> ImageProvider:
             model=settings.google_image_model,
             route=settings.google_image_route,
             upscale_model=settings.google_upscale_model,
+            edit_model=settings.google_edit_model,
             api_endpoint=settings.google_api_endpoint,
             timeout_s=settings.google_timeout_s,
         )

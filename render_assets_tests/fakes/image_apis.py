@@ -9,6 +9,13 @@ Gemini's finishReason IMAGE_SAFETY), malformed bodies, rejected credentials, inv
 poisoned images (`fail(endpoint, "poison", poison=name)`, names from `poisons.py`).
 Every request is recorded; calls and billed generations are counted per endpoint.
 
+Edits are checked as the APIs check them and recorded as read (`inputs` of a recorded request,
+see `edit_inputs.py`): OpenAI's `/images/edits` mask must be a PNG with an alpha channel of the
+image's size (else 400); Gemini's inline images are listed (MIME type, size) in order; an Imagen
+`:predict` with `referenceImages` (the capability models' edit) needs a raw image and a
+user-provided mask of its size (else 400). `mask_behaviour` ("respect", the default, or "ignore")
+decides whether an edit repaints only the marked area or everything.
+
 Each endpoint draws its own recognisable picture (colour blocks over a gradient), so a test can
 tell which provider's image was delivered and that it is not blank."""
 
@@ -35,6 +42,8 @@ import numpy as np
 from PIL import Image
 
 from render_assets.providers.reply_size import MAX_REPLY_BYTES
+from render_assets_tests.fakes import edit_inputs
+from render_assets_tests.fakes.edit_inputs import decode, describe
 from render_assets_tests.fakes.poisons import oversize_image_b64, poison
 
 ENDPOINTS = ("openai", "gemini", "imagen", "upscale")
@@ -43,6 +52,17 @@ IMAGEN_1K = {"1:1": (1024, 1024), "3:4": (896, 1280), "4:3": (1280, 896), "9:16"
 GEMINI_ASPECTS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 GEMINI_TIERS = {"1K": 1024, "2K": 2048, "4K": 4096}
 OPENAI_MAX_PIXELS = 3840 * 2160
+# Imagen capability edit modes (the REST reference's EditMode enum).
+IMAGEN_EDIT_MODES = (
+    "EDIT_MODE_DEFAULT",
+    "EDIT_MODE_INPAINT_REMOVAL",
+    "EDIT_MODE_INPAINT_INSERTION",
+    "EDIT_MODE_OUTPAINT",
+    "EDIT_MODE_CONTROLLED_EDITING",
+    "EDIT_MODE_STYLE",
+    "EDIT_MODE_BGSWAP",
+    "EDIT_MODE_PRODUCT_IMAGE",
+)
 IMAGEN_FILTERED = (
     "Unable to show generated images. All images were filtered out because they violated Vertex AI's usage "
     "guidelines. You will not be charged for blocked images. Try rephrasing the prompt. Support codes: 29310472"
@@ -144,10 +164,74 @@ def gzipped_poison_reply(endpoint: str) -> bytes:
     return gzip.compress(poison_reply(endpoint, "oversize_reply_gzip"), 1)
 
 
+def openai_edit_inputs(files: dict[str, bytes]) -> dict[str, Any]:
+    image, mask = decode(files.get("image") or files.get("image[]")), decode(files.get("mask"))
+    inputs: dict[str, Any] = {"image": describe(image), "mask": None}
+    if "mask" in files:
+        inputs["mask"] = describe(mask)
+        if mask is not None:
+            inputs["mask"]["marked"] = edit_inputs.marked_share(edit_inputs.marked_by_alpha(mask))
+    return inputs
+
+
+def gemini_inputs(body: dict[str, Any]) -> dict[str, Any]:
+    inline = [
+        {"mime_type": part["inlineData"].get("mimeType"), **describe(decode(part["inlineData"].get("data")))}
+        for content in body.get("contents") or []
+        for part in content.get("parts") or []
+        if isinstance(part, dict) and isinstance(part.get("inlineData"), dict)
+    ]
+    texts = [
+        part["text"]
+        for content in body.get("contents") or []
+        for part in content.get("parts") or []
+        if isinstance(part, dict) and "text" in part
+    ]
+    return {"inline": inline, "texts": texts}
+
+
+def imagen_references(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The `referenceImages` of an Imagen edit as read (None: not an edit)."""
+    instances = body.get("instances") or [{}]
+    references = instances[0].get("referenceImages") if isinstance(instances[0], dict) else None
+    if not isinstance(references, list):
+        return None
+    read = []
+    for reference in references:
+        image = decode((reference.get("referenceImage") or {}).get("bytesBase64Encoded"))
+        entry = {
+            "type": reference.get("referenceType"),
+            "id": reference.get("referenceId"),
+            "mask_config": reference.get("maskImageConfig"),
+            **describe(image),
+        }
+        if image is not None and entry["type"] == "REFERENCE_TYPE_MASK":
+            entry["marked"] = edit_inputs.marked_share(edit_inputs.marked_by_value(image))
+        read.append(entry)
+    return read
+
+
 def gemini_size(aspect: str, tier: str) -> tuple[int, int]:
     aw, ah = (int(side) for side in aspect.split(":"))
     width = math.sqrt(GEMINI_TIERS[tier] ** 2 * aw / ah)
     return round(width / 16) * 16, round(width * ah / aw / 16) * 16
+
+
+def openai_mask_problem(photo: Image.Image | None, mask: Image.Image | None) -> str | None:
+    """Why OpenAI would refuse this mask for this image (the API reference: a PNG with an alpha
+    channel, of the image's dimensions), or None."""
+    if photo is None:
+        return "Invalid image file."
+    if mask is None or mask.format != "PNG":
+        return "Invalid mask image: it must be a valid PNG file."
+    if not describe(mask)["alpha"]:
+        return "Invalid mask image: it must have an alpha channel (transparent where the image is edited)."
+    if mask.size != photo.size:
+        return (
+            f"Invalid mask image: the mask ({mask.width}x{mask.height}) and the image ({photo.width}x{photo.height}) "
+            "must have the same dimensions."
+        )
+    return None
 
 
 class FakeImageApis:
@@ -159,6 +243,7 @@ class FakeImageApis:
         self.faults: dict[str, list[Fault]] = {endpoint: [] for endpoint in ENDPOINTS}
         self.sent: dict[str, Image.Image] = {}  # the last image each endpoint returned
         self.reply_encoding = ""  # how 200s are sent: "" (Content-Length), "gzip", "chunked", "gzip+chunked"
+        self.mask_behaviour = "respect"  # edits repaint only the marked area ("ignore": everything)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         # A short poll: shutdown() waits up to one poll interval (the default 0.5 s, per test).
@@ -184,6 +269,13 @@ class FakeImageApis:
             raise ValueError(f"unknown endpoint {endpoint!r}")
         with self.lock:
             self.faults[endpoint].append(Fault(kind, **options))
+
+    def set_mask_behaviour(self, behaviour: str) -> None:
+        """ "respect": edits repaint only inside the mask; "ignore": they repaint everything."""
+        if behaviour not in edit_inputs.MASK_BEHAVIOURS:
+            raise ValueError(f"mask behaviour is one of {edit_inputs.MASK_BEHAVIOURS}, not {behaviour!r}")
+        with self.lock:
+            self.mask_behaviour = behaviour
 
     def heal(self, endpoint: str) -> None:
         with self.lock:
@@ -267,6 +359,8 @@ class FakeImageApis:
                             404, {"error": {"code": 404, "message": f"no route {path}", "status": "NOT_FOUND"}}
                         )
                 headers = {key.lower(): value for key, value in self.headers.items()}
+                edit = endpoint == "openai" and path.split("?")[0].rstrip("/").endswith("/images/edits")
+                inputs = self.inputs(endpoint, body, files, edit)
                 with fake.lock:
                     fake.requests.append(
                         {
@@ -275,6 +369,7 @@ class FakeImageApis:
                             "headers": headers,
                             "json": body,
                             "files": files,  # multipart file fields (an edit's image), by name
+                            "inputs": inputs,  # the edit's images as read (edit_inputs.describe)
                             "at": time.time(),
                         }
                     )
@@ -288,11 +383,20 @@ class FakeImageApis:
                     time.sleep(fault.delay_s)
                     fault = None  # then it answers normally, and bills
                 if endpoint == "openai":
-                    edit = path.split("?")[0].endswith("/images/edits")
                     if edit and not (files.get("image") or files.get("image[]")):
                         return self.openai_invalid("An image to edit is required.", "image")
-                    return self.openai(body, fault)
+                    return self.openai(body, fault, files if edit else None)
                 return self.google(endpoint, body, fault)
+
+            def inputs(self, endpoint: str, body: Any, files: dict[str, bytes], edit: bool) -> dict[str, Any]:
+                if not isinstance(body, dict):
+                    return {}
+                if edit:
+                    return openai_edit_inputs(files)
+                if endpoint == "gemini":
+                    return gemini_inputs(body)
+                references = imagen_references(body) if endpoint == "imagen" else None
+                return {} if references is None else {"references": references}
 
             # -- shared faults --
             def google_error(self, code: int, status: str, message: str, headers: dict[str, str] | None = None) -> None:
@@ -335,7 +439,7 @@ class FakeImageApis:
                     self.wfile.write(b"0\r\n\r\n")
 
             # -- OpenAI --
-            def openai(self, body: dict[str, Any], fault: Fault | None) -> None:
+            def openai(self, body: dict[str, Any], fault: Fault | None, files: dict[str, bytes] | None) -> None:
                 if not (self.headers.get("authorization") or "").startswith("Bearer "):
                     return self.send(
                         401, {"error": {"message": "Missing bearer", "type": "invalid_request_error", "code": None}}
@@ -359,6 +463,14 @@ class FakeImageApis:
                 if body.get("quality") not in (None, "auto", "low", "medium", "high"):
                     return self.openai_invalid("Invalid quality.", "quality")
                 image, encoded = encoded_picture(width, height, COLOURS["openai"], self.variant("openai"))
+                if files is not None and "mask" in files:
+                    photo, mask = decode(files.get("image") or files.get("image[]")), decode(files["mask"])
+                    problem = openai_mask_problem(photo, mask)
+                    if problem:
+                        return self.openai_invalid(problem, "mask")
+                    assert mask is not None
+                    image = edit_inputs.edited(image, photo, edit_inputs.marked_by_alpha(mask), fake.mask_behaviour)
+                    encoded = png_b64(image)
                 self.bill("openai", image)
                 self.send(
                     200,
@@ -505,6 +617,17 @@ class FakeImageApis:
                 if aspect not in GEMINI_ASPECTS or tier not in GEMINI_TIERS or not modalities:
                     return self.google_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.")
                 image, data = encoded_picture(*gemini_size(aspect, tier), COLOURS["gemini"], self.variant("gemini"))
+                inline = [
+                    decode(part["inlineData"].get("data"))
+                    for content in body.get("contents") or []
+                    for part in content.get("parts") or []
+                    if isinstance(part, dict) and isinstance(part.get("inlineData"), dict)
+                ]
+                if len(inline) >= 2 and inline[0] is not None and inline[1] is not None:
+                    # Photo, then mask: a model that follows the instruction keeps the black area.
+                    marked = edit_inputs.marked_by_value(inline[1], threshold=128)
+                    image = edit_inputs.edited(image, inline[0], marked, fake.mask_behaviour)
+                    data = png_b64(image)
                 self.bill("gemini", image)
                 candidate = {
                     "content": {"role": "model", "parts": [{"inlineData": {"mimeType": "image/png", "data": data}}]},
@@ -515,6 +638,8 @@ class FakeImageApis:
 
             def imagen(self, body: dict[str, Any]) -> None:
                 params = body.get("parameters") or {}
+                if imagen_references(body) is not None:
+                    return self.imagen_edit(body)
                 aspect, size = params.get("aspectRatio", "1:1"), str(params.get("sampleImageSize", "1K")).upper()
                 if (
                     aspect not in IMAGEN_1K
@@ -529,6 +654,32 @@ class FakeImageApis:
                 )
                 self.bill("imagen", image)
                 prediction = {"mimeType": "image/png", "bytesBase64Encoded": encoded}
+                self.send(200, {"predictions": [prediction], "deployedModelId": "", "modelVersionId": "1"})
+
+            def imagen_edit(self, body: dict[str, Any]) -> None:
+                """A capability model's edit: a raw image and a user-provided mask of its size."""
+                params = body.get("parameters") or {}
+                references = body["instances"][0]["referenceImages"]
+                raw = [r for r in references if r.get("referenceType") == "REFERENCE_TYPE_RAW"]
+                masks = [r for r in references if r.get("referenceType") == "REFERENCE_TYPE_MASK"]
+                if params.get("editMode") not in IMAGEN_EDIT_MODES or len(raw) != 1 or len(masks) != 1:
+                    return self.google_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.")
+                config = masks[0].get("maskImageConfig") or {}
+                if config.get("maskMode") != "MASK_MODE_USER_PROVIDED":
+                    return self.google_error(400, "INVALID_ARGUMENT", "Mask mode must be MASK_MODE_USER_PROVIDED.")
+                photo = decode((raw[0].get("referenceImage") or {}).get("bytesBase64Encoded"))
+                mask = decode((masks[0].get("referenceImage") or {}).get("bytesBase64Encoded"))
+                if photo is None or mask is None:
+                    return self.google_error(400, "INVALID_ARGUMENT", "Reference image is missing or unreadable.")
+                if mask.size != photo.size:
+                    sizes = f"({mask.width}x{mask.height}, raw image {photo.width}x{photo.height})"
+                    message = f"The mask must have the same dimensions as the raw image {sizes}."
+                    return self.google_error(400, "INVALID_ARGUMENT", message)
+                drawn = picture(*photo.size, COLOURS["imagen"], self.variant("imagen"))
+                marked = edit_inputs.marked_by_value(mask)
+                image = edit_inputs.edited(drawn, photo, marked, fake.mask_behaviour)
+                self.bill("imagen", image)
+                prediction = {"mimeType": "image/png", "bytesBase64Encoded": png_b64(image)}
                 self.send(200, {"predictions": [prediction], "deployedModelId": "", "modelVersionId": "1"})
 
             def upscale(self, body: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ class ProvidersResource(ConfigurableResource):
     google_image_model: str = ProviderSettings.google_image_model
     google_image_route: str = ProviderSettings.google_image_route
     google_upscale_model: str | None = None
+    google_edit_model: str = ProviderSettings.google_edit_model
     google_api_endpoint: str | None = None
     google_timeout_s: float = ProviderSettings.google_timeout_s
     openai_api_key: str | None = None
