@@ -99,11 +99,15 @@ class RemoteImageFetcher:
 
     def fetch(self, url: str, *, field: str = "sourceImageUrl") -> SourcePhoto:
         """The image at `url`, prepared for the providers."""
+        return source_photos.prepare(self.download(url, field=field), field, max_pixels=self.limits.max_pixels)
+
+    def download(self, url: str, *, field: str) -> bytes:
+        """The bytes at `url`, not yet decoded, under every rule of the fetch (allowlist, public
+        addresses, size cap, one deadline): for an image that is read as it is, such as a mask."""
         deadline = time.monotonic() + self.limits.timeout_s
         target = check_url(url, self.allowlist, field)
         addresses = vetted_addresses(self._resolve(target, field, deadline), field, self.blocked_networks)
-        body = self._download(target, addresses, field, deadline)
-        return source_photos.prepare(body, field, max_pixels=self.limits.max_pixels)
+        return self._download(target, addresses, field, deadline)
 
     # ---- steps -----------------------------------------------------------------------------------
 

@@ -45,6 +45,12 @@ DARK = (15.0, 45.0)  # mean brightness: 0 at or below the first, 1 from the seco
 BRIGHT = (215.0, 245.0)  # 1 up to the first, 0 at or above the second
 CONTRAST = (BLANK_STDDEV, 10.0)
 DETAIL = (1.0, 4.0)
+# With a mask: the provider's mean change outside the marked area (0-255), measured before the
+# photo was put back there. Up to the first it respected the mask (JPEG round trips, a feathered
+# seam); from the second it repainted the scene, and the score drops by MASK_IGNORED_PENALTY: a
+# render whose provider ignored the mask is held for a person, not a silent success.
+MASK_KEPT = (8.0, 40.0)
+MASK_IGNORED_PENALTY = 0.4
 
 assert DUPLICATE_MAX_DISTANCE < phash.BAND_COUNT, "band lookup would miss duplicates"
 
@@ -84,6 +90,7 @@ class QaVerdict:
     placeholder_distance: int | None = None
     duplicate_of: str | None = None
     duplicate_distance: int | None = None
+    outside_mask_difference: float | None = None  # only for renders with a mask
 
     @property
     def passed(self) -> bool:
@@ -102,6 +109,7 @@ class QaVerdict:
             "edge_energy": self.edge_energy,
             "placeholder_distance": self.placeholder_distance,
             "duplicate_distance": self.duplicate_distance,
+            "outside_mask_difference": self.outside_mask_difference,
         }
         return {key: value for key, value in values.items() if value is not None}
 
@@ -153,8 +161,10 @@ def check_image(
     find_duplicate: DuplicateFinder | None = None,
     force_review: bool = False,
     known_failures: tuple[failure_images.KnownFailure, ...] | None = None,
+    outside_mask_difference: float | None = None,
 ) -> QaVerdict:
-    """Every check on a decoded image. `find_duplicate` looks a hash up among earlier renders."""
+    """Every check on a decoded image. `find_duplicate` looks a hash up among earlier renders;
+    `outside_mask_difference`: how much the provider changed outside the mask (renders with one)."""
     hard: list[str] = []
     if image.format is not None and image.format not in DELIVERABLE_FORMATS:
         hard.append(f"format {image.format} is not one of {', '.join(DELIVERABLE_FORMATS)}")
@@ -171,6 +181,14 @@ def check_image(
         hard.append(f"image is blank (contrast {m.contrast:.1f})")
     else:
         soft_score, soft = _soft_factors(m)
+        if outside_mask_difference is not None:
+            ignored = ramp(outside_mask_difference, *MASK_KEPT)
+            soft_score = round(soft_score * (1.0 - MASK_IGNORED_PENALTY * ignored), 4)
+            if ignored > 0:
+                soft.append(
+                    f"the provider changed the photo outside the marked area (mean difference "
+                    f"{outside_mask_difference:.1f} of 255); the photo was put back there"
+                )
         placeholder = failure_images.closest_failure(m.phash, known_failures)
         if placeholder is not None and placeholder.distance <= PLACEHOLDER_MAX_DISTANCE:
             hard.append(
@@ -203,6 +221,7 @@ def check_image(
         placeholder=placeholder.name if placeholder else None,
         placeholder_distance=placeholder.distance if placeholder else None,
         duplicate_of=duplicate.render_id if duplicate else None,
+        outside_mask_difference=outside_mask_difference,
         duplicate_distance=duplicate.distance if duplicate else None,
     )
 

@@ -5,7 +5,7 @@ side, as JPEG. Anything that is not a PNG, JPEG or WEBP image within the pixel l
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image, ImageOps
@@ -30,6 +30,8 @@ class SourcePhoto:
     height: int
     source_format: str  # what the customer uploaded: PNG, JPEG or WEBP
     source_size: tuple[int, int]
+    # The bytes as fetched: where a render keeps part of the photo, it keeps the photo's own pixels.
+    original: bytes = field(default=b"", repr=False)
 
     media_type = "image/jpeg"
 
@@ -53,6 +55,25 @@ def prepare(data: bytes, field: str, *, max_pixels: int = MAX_PIXELS, max_side: 
             image.load()
     except UnsafeImage as problem:
         raise SourceImageRefused(field, str(problem)) from None
+    photo = to_srgb(fit_within(_upright(image), max_side))
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=JPEG_QUALITY)
+    return SourcePhoto(buffer.getvalue(), photo.width, photo.height, source_format, source_size, original=data)
+
+
+def upright(data: bytes, field: str, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The whole photo as the customer sees it (upright, sRGB), at its own size: what a render
+    with a mask puts back around the marked area."""
+    try:
+        with untrusted_images.opened(data, max_pixels=max_pixels) as image:
+            image.load()
+    except UnsafeImage as problem:
+        raise SourceImageRefused(field, str(problem)) from None
+    return to_srgb(_upright(image)).convert("RGB")
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Upright, opaque, with its colour profile alone kept for `to_srgb`."""
     ImageOps.exif_transpose(image, in_place=True)  # phones store the orientation in EXIF
     profile: dict[str | tuple[int, int], Any] = {}
     if image.info.get("icc_profile"):
@@ -66,7 +87,4 @@ def prepare(data: bytes, field: str, *, max_pixels: int = MAX_PIXELS, max_side: 
     if photo.mode not in ("RGB", "L", "CMYK"):
         photo = photo.convert("RGB")
     photo.info = profile  # to_srgb applies the source's colour profile, then drops all metadata
-    photo = to_srgb(fit_within(photo, max_side))
-    buffer = io.BytesIO()
-    photo.save(buffer, "JPEG", quality=JPEG_QUALITY)
-    return SourcePhoto(buffer.getvalue(), photo.width, photo.height, source_format, source_size)
+    return photo

@@ -42,11 +42,13 @@ def check_quality(
     *,
     prompt_hash: str,
     from_customer_photo: bool = False,
+    outside_mask_difference: float | None = None,
 ) -> QualityOutcome:
     """`prompt_hash`: the hash of the prompt the image was made from (render_prompt's), recorded
     with a held render. `from_customer_photo`: the render edits the customer's photo, so the
     organization's other renders of that yard look alike by design and the duplicate check is
-    skipped (its hash is still recorded)."""
+    skipped (its hash is still recorded). `outside_mask_difference`: how much the provider
+    changed outside the customer's mask before the photo was put back (renders with a mask)."""
     database = backends.database
     organization_id = run.job.organizationId
 
@@ -61,6 +63,7 @@ def check_quality(
         run.job.settings.size,
         find_duplicate=None if from_customer_photo else find_duplicate,
         force_review=bool(run.job.settings.forceManualReview),
+        outside_mask_difference=outside_mask_difference,
     )
     if verdict.verdict == "fail":
         # The same image would fail again, but another BullMQ attempt draws a new seed.

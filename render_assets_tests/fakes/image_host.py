@@ -114,6 +114,8 @@ class ImageHost:
     pki: Pki
     photo: Image.Image = field(default_factory=lambda: picture(640, 480, PHOTO_COLOUR))
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # More files by path: (Content-Type, body), e.g. a mask (served before the fixed routes).
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     sent_bytes: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -159,6 +161,9 @@ class ImageHost:
                 parts = urlsplit(self.path)
                 with host.lock:
                     host.requests.append({"path": self.path, "host": self.headers.get("host")})
+                if parts.path in host.files:
+                    content_type, body = host.files[parts.path]
+                    return self.reply(200, content_type, body)
                 route = {
                     "/photo.jpg": lambda: self.reply(200, "image/jpeg", encoded(host.photo, "JPEG")),
                     "/photo.png": lambda: self.reply(200, "image/png", encoded(host.photo, "PNG")),

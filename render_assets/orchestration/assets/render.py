@@ -208,6 +208,8 @@ def raw_render(
         "native_size": f"{native[0]}x{native[1]}",
         "upscale_method": generated.upscale_method,
         "reference_image": generated.facts.get("reference_image", "none"),
+        "mask": generated.facts.get("mask", "none"),
+        **{key: generated.facts[key] for key in MASK_MEASURES if key in generated.facts},
         "width": generated.image.width,
         "height": generated.image.height,
     }
@@ -248,7 +250,18 @@ def _wait_for_providers(
     )
 
 
-REUSED_METADATA = ("provider", "model", "seed", "native_size", "upscale_method", "reference_image")
+# What a render with a mask measured before the photo was put back outside it (services/masking.py).
+MASK_MEASURES = ("outside_mask_difference", "mask_marked_fraction")
+REUSED_METADATA = (
+    "provider",
+    "model",
+    "seed",
+    "native_size",
+    "upscale_method",
+    "reference_image",
+    "mask",
+    *MASK_MEASURES,
+)
 
 
 def _delivered_image(
@@ -328,6 +341,7 @@ def qa_verdict(
             raw_render,
             prompt_hash=render_prompt["sha256"],
             from_customer_photo=bool(providers.source_hosts()),
+            outside_mask_difference=_outside_mask_difference(context, run.render_id),
         )
     except RenderFailed as error:
         failed = getattr(error, "verdict", None)
@@ -353,6 +367,15 @@ def qa_verdict(
         return
     yield Output(dataclasses.asdict(verdict), metadata=metadata)
     yield _qa_check(verdict.verdict, verdict.measures())
+
+
+def _outside_mask_difference(context: AssetExecutionContext, render_id: str) -> float | None:
+    """What raw_render measured outside the customer's mask before it put the photo back (its
+    metadata; a value travels through the IO manager as the image alone)."""
+    record = lineage.latest_materialization(context.instance, "raw_render", render_id)
+    metadata = record.asset_materialization.metadata if record is not None and record.asset_materialization else {}
+    value = getattr(metadata.get("outside_mask_difference"), "value", None)
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _qa_check(verdict: str, measures: dict[str, Any]) -> AssetCheckResult:
