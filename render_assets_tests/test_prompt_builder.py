@@ -14,6 +14,7 @@ import pytest
 from render_assets.domain import plant_catalogue, prompt_styles
 from render_assets.domain.payload import RenderJob, parse_job
 from render_assets.domain.prompt import (
+    MASKED_AREA,
     NEGATIVE_PROMPT,
     QUALITY_PRESETS,
     TECHNICAL,
@@ -355,3 +356,46 @@ def test_the_seed_changes_with_render_and_attempt_and_the_hash_does_not() -> Non
     assert base.sha256 == other.sha256 == retry.sha256
     assert len({base.seed, other.seed, retry.seed}) == 3
     assert retry.seed == seed_for(base.sha256, "render-one", 2) and 0 <= retry.seed < 2**31
+
+
+# A marked area of the customer's photo
+
+
+def masked_job(*shapes: dict[str, Any], annotations: list[dict[str, Any]] | None = None) -> RenderJob:
+    data = web_app_job(render_id="render-masked")
+    data.pop("maskImageUrl", None)
+    data["prompt"]["user"] = ""
+    data["annotations"] = [*(annotations or []), *({"type": "mask", "data": shape} for shape in shapes)]
+    return parse_job(data)
+
+
+BED = {"shape": "rectangle", "x": 0.1, "y": 0.5, "width": 0.4, "height": 0.4}
+TRIANGLE = {"shape": "polygon", "points": [{"x": 0.6, "y": 0.1}, {"x": 0.9, "y": 0.1}, {"x": 0.9, "y": 0.4}]}
+
+
+def test_with_a_mask_only_the_elements_inside_it_are_described_and_the_photo_is_matched() -> None:
+    inside, outside, in_triangle = plant("Lavender", 0.3, 0.7), plant("Boxwood", 0.8, 0.8), plant("Rosemary", 0.85, 0.2)
+
+    built = build_prompt(masked_job(BED, TRIANGLE, annotations=[inside, outside, in_triangle]))
+
+    assert "Lavender" in built.text and "Rosemary" in built.text and "Boxwood" not in built.text
+    assert MASKED_AREA in built.text
+    assert built.contributions["mask"] == 2
+    unmasked = build_prompt(job([inside, outside, in_triangle]))
+    assert MASKED_AREA not in unmasked.text
+
+
+def test_the_prompt_hash_covers_the_mask() -> None:
+    elements = [plant("Lavender", 0.3, 0.7)]
+    moved = {**BED, "x": 0.05}
+
+    first, again, other = (build_prompt(masked_job(shape, annotations=elements)) for shape in (BED, BED, moved))
+
+    assert first.text == other.text  # the same words...
+    assert first.sha256 == again.sha256 != other.sha256  # ...for another area: another image
+    assert first.seed != other.seed
+
+
+def test_a_polygon_contains_points_by_the_even_odd_rule() -> None:
+    triangle = masked_job(TRIANGLE).mask_shapes()[0]
+    assert triangle.contains(0.85, 0.2) and not triangle.contains(0.65, 0.35) and not triangle.contains(0.5, 0.2)

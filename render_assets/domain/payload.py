@@ -144,6 +144,9 @@ class RectangleMask(_Strict):
             raise ValueError("must be above 0")
         return value
 
+    def contains(self, x: float, y: float) -> bool:
+        return self.x <= x <= self.x + self.width and self.y <= y <= self.y + self.height
+
     @model_validator(mode="after")
     def _inside_the_photo(self) -> RectangleMask:
         # Not clipped: a shape past the edge is a client bug, and clipping would hide it.
@@ -158,6 +161,14 @@ class PolygonMask(_Strict):
     shape: Literal["polygon"]
     points: Annotated[list[Point], Field(min_length=MIN_POLYGON_POINTS, max_length=MAX_POLYGON_POINTS)]
     maskId: Identifier | None = None
+
+    def contains(self, x: float, y: float) -> bool:
+        """Even-odd rule, as the mask is drawn (`domain/masks.py`)."""
+        inside = False
+        for a, b in zip(self.points, [*self.points[1:], self.points[0]], strict=True):
+            if (a.y > y) != (b.y > y) and x < a.x + (y - a.y) * (b.x - a.x) / (b.y - a.y):
+                inside = not inside
+        return inside
 
 
 MaskShape = RectangleMask | PolygonMask

@@ -12,14 +12,19 @@ technical phrases), which come from our templates only, so nothing the user writ
 them, and the negative prompt is a separate field built from fixed phrases alone. Variable
 parts are capped so the whole stays within Imagen's 480-token prompt limit.
 
-Deterministic: the same payload gives the same text and sha256 (the hash covers the text only,
-so it does not change between BullMQ attempts); the seed also depends on the render id and the
-attempt, so each attempt draws a new image.
+With a mask (`maskImageUrl` or drawn shapes), the design is for the marked area: only the
+elements placed inside drawn shapes are described (the others stand on the kept part of the
+photo), and a fixed sentence asks for the photo's light and perspective.
+
+Deterministic: the same payload gives the same text and sha256 (the hash covers the text, and
+the mask when there is one, so it does not change between BullMQ attempts); the seed also
+depends on the render id and the attempt, so each attempt draws a new image.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import sys
@@ -48,6 +53,11 @@ QUALITY_PRESETS: dict[str, str] = {
     "high": "high quality rendering, fine details, professional visualization, photorealistic textures",
     "ultra": "ultra detailed, 8K resolution, ray-traced lighting, photorealistic textures, sharp focus",
 }
+# For a job with a mask: the design is for the marked area of the customer's photo only.
+MASKED_AREA = (
+    "This design is for the marked area of the photo only; it matches the photo's light, "
+    "shadows and perspective, and everything outside the marked area stays as in the photo."
+)
 CATEGORY_ORDER = ("plant", "hardscape", "feature", "lighting", "water")
 AREAS = ("foreground", "midground", "background")
 # C0 and C1 control characters, and Unicode format characters (bidi overrides, zero-width).
@@ -283,14 +293,32 @@ def _opening(choice: StyleChoice, description: str) -> str:
     return base.rsplit(" ", 1)[0] + "."
 
 
+def _marked(job: RenderJob, placed: list[_Placed]) -> list[_Placed]:
+    """With drawn mask shapes, the elements placed inside the marked area: those outside it stand
+    on the part of the photo that is kept, so describing them would have them painted inside."""
+    shapes = job.mask_shapes()
+    if not shapes:
+        return placed
+    return [item for item in placed if any(shape.contains(item.element.x, item.element.y) for shape in shapes)]
+
+
+def _mask_key(job: RenderJob) -> str:
+    """What the prompt hash adds for a job with a mask: the image is made for that marked area."""
+    if job.maskImageUrl is not None:
+        return f"maskImageUrl:{job.maskImageUrl}"
+    return "mask:" + json.dumps([shape.model_dump(mode="json") for shape in job.mask_shapes()], sort_keys=True)
+
+
 def build_prompt(job: RenderJob, *, attempt: int = 0) -> BuiltPrompt:
-    placed = _placed(job)
+    placed = _marked(job, _placed(job))
     description, matched = _description(placed)
     brief = user_text(job.prompt.user, MAX_USER_CHARS)
     notes = _notes(job.annotations)
     choice = choose(brief)
     level = quality_level(job.settings.quality)
     sentences = [_opening(choice, description)]
+    if job.has_mask():
+        sentences.append(MASKED_AREA)
     if brief:
         sentences.append(f'Client brief: "{brief}".')
     if notes:
@@ -301,7 +329,8 @@ def build_prompt(job: RenderJob, *, attempt: int = 0) -> BuiltPrompt:
         f"{TECHNICAL}.",
     ]
     text = " ".join(sentence[0].upper() + sentence[1:] for sentence in sentences)
-    digest = hashlib.sha256(text.encode()).hexdigest()
+    hashed = f"{text}\n{_mask_key(job)}" if job.has_mask() else text
+    digest = hashlib.sha256(hashed.encode()).hexdigest()
     contributions = {
         "assetInstance": len(placed),
         "textLabel": len(notes),
