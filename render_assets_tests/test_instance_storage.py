@@ -181,8 +181,10 @@ def test_an_instance_stores_a_run_and_its_events_and_reads_them_back(
         current, head = storage.alembic_version()
         assert current == head
 
+    held = held_backend(instance)
     instance.dispose()  # a run worker's end: the pool's connections close with it
-    wait_until(lambda: not backends(admin, dagster_db), "the held connection to close")
+    # This instance's connection: with two workers, another test's may be open on the database.
+    wait_until(lambda: held not in backends(admin, dagster_db), "the held connection to close")
 
 
 def test_a_statement_sequence_holds_one_connection_where_upstream_opens_one_per_statement(

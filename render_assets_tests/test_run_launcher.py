@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def instance(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Ite
         for name, value in {
             "DAGSTER_HOME": str(home),
             "REDIS_URL": REDIS_URL,
-            "RENDER_QUEUE_NAME": f"launcher-{root.name}",
+            "RENDER_QUEUE_NAME": f"launcher-{uuid.uuid4().hex[:10]}",  # its own: suites may share one Redis
             "DATABASE_URL": postgres_url,
             "RENDER_STORAGE_URL": (root / "storage").as_uri(),
             "RENDER_DATA_DIR": str(root / "data"),
