@@ -12,6 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from render_assets.adapters import example_images
 from render_assets.domain.payload import MAX_PAYLOAD_BYTES
 from render_assets.domain.progress import Stage
 from render_assets.persistence import renders
@@ -187,6 +188,28 @@ def test_demo_page_and_examples(sqlite_url: str, prefix: str) -> None:
         assert one == json.loads((EXAMPLES / f"{listed[0]['name']}.json").read_text())
         assert httpx.get(f"{base}/examples/..%2Fpyproject").status_code == 404
         assert httpx.get(f"{base}/examples/nothing-here").status_code == 404
+
+
+def test_the_bundled_example_images_are_served_for_the_demo(sqlite_url: str, prefix: str) -> None:
+    """The example jobs name https://examples.render-assets.invalid/NAME, which no browser can
+    fetch: the demo page maps it to /examples/images/NAME."""
+    with serving(make_settings(sqlite_url, prefix, examples_dir=EXAMPLES)) as base:
+        for name in example_images.names():
+            reply = httpx.get(f"{base}/examples/images/{name}")
+            assert reply.status_code == 200 and reply.headers["content-type"] == "image/png"
+            assert reply.headers["x-content-type-options"] == "nosniff"
+            assert reply.content == (example_images.EXAMPLE_IMAGES / name).read_bytes()
+        for path in (
+            "nothing-here.png",
+            "..%2Fplants.json",
+            "..%2F..%2Fpyproject.toml",
+            "%2Fetc%2Fpasswd",
+            "plants.json",
+        ):
+            assert httpx.get(f"{base}/examples/images/{path}").status_code == 404, path
+        assert httpx.get(f"{base}/examples/images/../../pyproject.toml").status_code == 404
+        demo = httpx.get(f"{base}/static/demo.js").text
+        assert "examples\\.render-assets\\.invalid" in demo and "/examples/images/" in demo
 
 
 # -- health and metrics ---------------------------------------------------------------------------

@@ -8,6 +8,10 @@ Redirects are refused, the body is read to a byte cap at most, and one deadline 
 lookup, the connect, the headers and the body. What arrives must be a PNG, JPEG or WEBP image
 within the pixel cap (`domain/source_photos.py`).
 
+The reserved example origin (`https://examples.render-assets.invalid/<name>`) is never looked up:
+its URLs are read from the bundled files (`example_images.py`), whatever the allowlist, and the
+same decoding guards follow. `examples_only()` is the fetcher for when no host is allowlisted.
+
 Two outcomes besides a photo: `SourceImageRefused` (the URL or what it served breaks the
 policy; the customer's input, retrying cannot help) and `SourceImageUnavailable` (timeout,
 connection trouble, a 5xx: it may pass). Messages name the field, never the URL.
@@ -31,6 +35,7 @@ import urllib3
 from urllib3.connection import HTTPSConnection
 from urllib3.util.ssl_match_hostname import CertificateError
 
+from render_assets.adapters import example_images
 from render_assets.domain import source_photos
 from render_assets.domain.source_photos import SourcePhoto
 from render_assets.domain.url_policy import (
@@ -106,10 +111,20 @@ class RemoteImageFetcher:
         addresses, size cap, one deadline): for an image that is read as it is, such as a mask."""
         deadline = time.monotonic() + self.limits.timeout_s
         target = check_url(url, self.allowlist, field)
+        if target.example_name is not None:
+            return self._bundled(target.example_name, field)
         addresses = vetted_addresses(self._resolve(target, field, deadline), field, self.blocked_networks)
         return self._download(target, addresses, field, deadline)
 
     # ---- steps -----------------------------------------------------------------------------------
+
+    def _bundled(self, name: str, field: str) -> bytes:
+        path = example_images.find(name)
+        if path is None:
+            raise SourceImageRefused(field, "names no bundled example image")
+        if path.stat().st_size > self.limits.max_bytes:  # the cap holds for bundled files too
+            raise SourceImageRefused(field, f"is larger than the {_size(self.limits.max_bytes)} limit")
+        return path.read_bytes()
 
     def _resolve(self, target: ImageUrl, field: str, deadline: float) -> Sequence[str]:
         if target.is_ip_literal:
@@ -238,6 +253,12 @@ class RemoteImageFetcher:
 
     def _timed_out(self, field: str) -> SourceImageUnavailable:
         return SourceImageUnavailable(field, f"the image download took longer than {self.limits.timeout_s:g} s")
+
+
+def examples_only(limits: FetchLimits | None = None) -> RemoteImageFetcher:
+    """The fetcher when no host is allowlisted: it serves the bundled example images and refuses
+    every other URL (`check_url`), so it never opens a connection."""
+    return RemoteImageFetcher(HostAllowlist(), limits=limits)
 
 
 def _size(limit: int) -> str:

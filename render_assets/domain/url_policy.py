@@ -6,6 +6,11 @@ must be on the public internet: private, loopback, link-local, multicast, reserv
 unspecified, carrier-grade NAT and cloud metadata addresses are refused, also when wrapped in
 IPv6 (IPv4-mapped, NAT64). Refusals name the field and the problem, never the URL: its query
 string may hold a signed token.
+
+One origin is reserved and always accepted, whatever the allowlist: the bundled example images,
+`https://examples.render-assets.invalid/<name>`, a file name of letters, digits, `-` and `_`
+ending in `.png` or `.jpg`. `.invalid` never resolves (RFC 2606): the fetcher serves these from
+the package and never looks the name up, so the demo works where no host is allowlisted.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # The payload fields that carry image URLs, in the order they are checked.
 URL_FIELDS = ("sourceImageUrl", "maskImageUrl")
+EXAMPLE_IMAGE_HOST = "examples.render-assets.invalid"
+EXAMPLE_IMAGE_ORIGIN = f"https://{EXAMPLE_IMAGE_HOST}"
+# A bare file name: no separator, no dot but the extension's, so it cannot name another folder.
+EXAMPLE_IMAGE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\.(?:png|jpg)")
 
 # Refused by name before any lookup, whatever the allowlist says.
 METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
@@ -156,6 +165,11 @@ class ImageUrl:
     def is_ip_literal(self) -> bool:
         return _is_ip(self.host)
 
+    @property
+    def example_name(self) -> str | None:
+        """The bundled example image the URL names (`check_url` vetted the name), else None."""
+        return self.target.removeprefix("/") if self.host == EXAMPLE_IMAGE_HOST else None
+
 
 def check_url(url: str, allowlist: HostAllowlist, field: str) -> ImageUrl:
     """The URL's parts when it may be fetched; SourceImageRefused naming `field` otherwise."""
@@ -175,14 +189,42 @@ def check_url(url: str, allowlist: HostAllowlist, field: str) -> ImageUrl:
         raise SourceImageRefused(field, "has no valid host name")
     if host in METADATA_HOSTS:
         raise SourceImageRefused(field, "names a cloud metadata service")
+    if host == EXAMPLE_IMAGE_HOST:
+        return _example_url(parts.path, parts.query, parts.fragment, port, field)
     if not allowlist.permits(host, port):
         raise SourceImageRefused(field, "host is not on the source image allowlist (RENDER_SOURCE_IMAGE_HOSTS)")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return ImageUrl(host=host, port=port, target=target)
 
 
+def _example_url(path: str, query: str, fragment: str, port: int, field: str) -> ImageUrl:
+    """An example image URL: exactly the origin and a bare file name (no query, no fragment)."""
+    if port != HTTPS_PORT or query or fragment or not EXAMPLE_IMAGE_NAME.fullmatch(path.removeprefix("/")):
+        raise SourceImageRefused(
+            field, f"names the example images' origin but no example image ({EXAMPLE_IMAGE_ORIGIN}/NAME.png or .jpg)"
+        )
+    return ImageUrl(host=EXAMPLE_IMAGE_HOST, port=HTTPS_PORT, target=path)
+
+
+def is_example_url(url: str) -> bool:
+    """Whether the URL names the example images' host (well formed or not: `check_url` judges that)."""
+    try:
+        return normal_host(urlsplit(url).hostname or "") == EXAMPLE_IMAGE_HOST
+    except ValueError:  # an unbalanced IPv6 bracket
+        return False
+
+
+def fetches_photo(source_url: str, allowlist: HostAllowlist) -> bool:
+    """Whether a job with this photo URL has its images fetched: always once a host is allowlisted
+    (and refused when the policy says so), else only a bundled example (renders stay text-to-image)."""
+    return bool(allowlist) or is_example_url(source_url)
+
+
 def job_url_problems(job: RenderJob, allowlist: HostAllowlist) -> list[str]:
-    """What is wrong with the job's image URLs ("field: problem"); empty when all may be fetched."""
+    """What is wrong with the job's image URLs ("field: problem"); empty when all may be fetched,
+    or when none will be (`fetches_photo`)."""
+    if not fetches_photo(job.sourceImageUrl, allowlist):
+        return []
     problems = []
     for field in URL_FIELDS:
         url = getattr(job, field)

@@ -108,7 +108,8 @@ def claim_jobs(
 ) -> TickOutcome:
     """`deployment`: who claims (recorded on each claim). `source_hosts`: when source photos are
     fetched, a job whose image URLs the allowlist refuses is rejected here, before anything is
-    charged. `progress`: publishes each claim (`claimed`, 5) as soon as it is recorded."""
+    charged (so is a bad bundled example image URL, allowlist or not). `progress`: publishes each
+    claim (`claimed`, 5) as soon as it is recorded."""
     outcome = TickOutcome()
     for claimed in queue.claim(max_jobs):
         ref = JobRef(claimed.job_id, claimed.token)
@@ -168,7 +169,8 @@ def _admit(
     except InvalidJob as error:
         _reject(queue, ref, outcome, str(error))
         return
-    url_problems = job_url_problems(job, source_hosts) if source_hosts else []
+    # With no host allowlisted, only a bundled example's URLs are checked: nothing else is fetched.
+    url_problems = job_url_problems(job, source_hosts or HostAllowlist())
     if url_problems:
         _reject(queue, ref, outcome, "invalid job payload: " + "; ".join(url_problems))
         return

@@ -1,16 +1,17 @@
 """Stage 2: the image, from the preferred provider or, failing that, the next one that delivers,
 within the run's retry budget and behind the shared circuit breakers. With source images
 enabled (`RENDER_SOURCE_IMAGE_HOSTS`), the customer's photo is fetched first and the providers
-redesign it; a photo the policy refuses fails the render before any provider is asked."""
+redesign it; a photo the policy refuses fails the render before any provider is asked. A bundled
+example photo (`domain/url_policy.py`) is redesigned whether source images are enabled or not."""
 
 from __future__ import annotations
 
-from render_assets.adapters.remote_images import RemoteImageFetcher, SourceImageUnavailable
+from render_assets.adapters.remote_images import RemoteImageFetcher, SourceImageUnavailable, examples_only
 from render_assets.domain.payload import RenderJob
 from render_assets.domain.progress import Stage
 from render_assets.domain.prompt import BuiltPrompt, scene_elements
 from render_assets.domain.source_photos import SourcePhoto
-from render_assets.domain.url_policy import SourceImageRefused
+from render_assets.domain.url_policy import SourceImageRefused, is_example_url
 from render_assets.persistence import renders
 from render_assets.providers.base import GeneratedImage, GenerationRequest, ImageProvider
 from render_assets.providers.budget import RetryBudget
@@ -38,12 +39,13 @@ def generate(
 ) -> GeneratedImage:
     """The job's preferred provider first (`settings.provider`), then the configured order.
     `source_images`: the fetcher of the customer's photo (and of its mask); None keeps the
-    render text-to-image. With a mask, the providers redesign the marked area only, and the
-    photo's own pixels are put back outside it."""
+    render text-to-image, unless its photo is a bundled example. With a mask, the providers
+    redesign the marked area only, and the photo's own pixels are put back outside it."""
     progress.stage(run, Stage.GENERATING)
     budget.begin()  # the photo's and the mask's fetch and decoding count toward the deadline
-    photo = source_photo(run.job, source_images)
-    site = _site_mask(run.job, photo, source_images)
+    fetcher = photo_fetcher(run.job, source_images)
+    photo = source_photo(run.job, fetcher)
+    site = _site_mask(run.job, photo, fetcher)
     width, height = run.job.settings.size
     request = GenerationRequest(
         prompt=prompt.text,
@@ -78,6 +80,14 @@ def generate(
         generated.facts["mask_marked_fraction"] = kept.marked_fraction
     progress.stage(run, Stage.GENERATED)
     return generated
+
+
+def photo_fetcher(job: RenderJob, source_images: RemoteImageFetcher | None) -> RemoteImageFetcher | None:
+    """The fetcher of the job's images: the configured one; with source images off, the bundled
+    examples' for a job whose photo is one (they need no network nor allowlist); else None."""
+    if source_images is not None:
+        return source_images
+    return examples_only() if is_example_url(job.sourceImageUrl) else None
 
 
 def source_photo(job: RenderJob, source_images: RemoteImageFetcher | None) -> SourcePhoto | None:

@@ -2,6 +2,7 @@
 
 GET  /                      the demo page (static/)
 GET  /examples[/NAME]       the example designs the demo page offers
+GET  /examples/images/NAME  a bundled example image (the demo's view of examples.render-assets.invalid)
 POST /renders               validate a job and enqueue it on BullMQ, as the web app does
 GET  /renders/ID            the render's status (the renders row)
 GET  /renders/ID/events     server-sent events of the render's progress
@@ -37,6 +38,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from render_assets.adapters import example_images
 from render_assets.adapters.event_stream import StreamKeys
 from render_assets.adapters.event_stream_reader import EventStreamReader, StreamWatch
 from render_assets.domain.object_keys import SAFE_ID
@@ -219,6 +221,17 @@ async def get_example(request: Request) -> Response:
     return JSONResponse(payload)
 
 
+async def get_example_image(request: Request) -> Response:
+    """A bundled example image: the browser cannot fetch the reserved `.invalid` origin the
+    example jobs name, so the demo page maps it here."""
+    name = str(request.path_params["name"])
+    path = await anyio.to_thread.run_sync(example_images.find, name)
+    if path is None:
+        return _error(404, "no such example image")
+    headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
+    return FileResponse(path, media_type=example_images.media_type(name), headers=headers)
+
+
 def _ping_database(database: Database) -> None:
     with database.session() as session:
         session.execute(text("SELECT 1"))
@@ -291,6 +304,7 @@ def create_app(settings: WebSettings) -> Starlette:
         Route("/", index),
         Route("/examples", list_examples),
         Route("/examples/{name}", get_example),
+        Route("/examples/images/{name}", get_example_image),
         Route("/renders", create_render, methods=["POST"]),
         Route("/renders/{render_id}", render_status),
         Route("/renders/{render_id}/events", render_events),

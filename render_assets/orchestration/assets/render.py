@@ -334,14 +334,16 @@ def qa_verdict(
     fails the run (BullMQ retries with a new seed); a borderline one is held for manual review:
     no value, so cdn_image does not run. Each verdict is also the `quality` check's result."""
     run = _render_run(context, database)
+    made = _raw_render_facts(context, run.render_id)
     try:
         outcome = quality.check_quality(
             run,
             queue.backends(storage),
             raw_render,
             prompt_hash=render_prompt["sha256"],
-            from_customer_photo=bool(providers.source_hosts()),
-            outside_mask_difference=_outside_mask_difference(context, run.render_id),
+            # A bundled example photo is edited with source images off too: its renders look alike.
+            from_customer_photo=bool(providers.source_hosts()) or made.get("reference_image", "none") != "none",
+            outside_mask_difference=_outside_mask_difference(made),
         )
     except RenderFailed as error:
         failed = getattr(error, "verdict", None)
@@ -369,12 +371,17 @@ def qa_verdict(
     yield _qa_check(verdict.verdict, verdict.measures())
 
 
-def _outside_mask_difference(context: AssetExecutionContext, render_id: str) -> float | None:
-    """What raw_render measured outside the customer's mask before it put the photo back (its
-    metadata; a value travels through the IO manager as the image alone)."""
+def _raw_render_facts(context: AssetExecutionContext, render_id: str) -> dict[str, Any]:
+    """raw_render's latest metadata values for the render (a value travels through the IO
+    manager as the image alone)."""
     record = lineage.latest_materialization(context.instance, "raw_render", render_id)
     metadata = record.asset_materialization.metadata if record is not None and record.asset_materialization else {}
-    value = getattr(metadata.get("outside_mask_difference"), "value", None)
+    return {key: getattr(value, "value", None) for key, value in metadata.items()}
+
+
+def _outside_mask_difference(facts: dict[str, Any]) -> float | None:
+    """What raw_render measured outside the customer's mask before it put the photo back."""
+    value = facts.get("outside_mask_difference")
     return float(value) if isinstance(value, int | float) else None
 
 

@@ -80,7 +80,8 @@ class ProvidersResource(ConfigurableResource):
         return HostAllowlist.parse(self.source_image_hosts)
 
     def source_images(self) -> RemoteImageFetcher | None:
-        """The fetcher of source photos, or None when no host is allowed (renders are text-to-image)."""
+        """The fetcher of source photos, or None when no host is allowed: renders are text-to-image,
+        but for a bundled example photo, which generation reads without one (`photo_fetcher`)."""
         hosts = self.source_hosts()
         if not hosts:
             return None
