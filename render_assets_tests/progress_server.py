@@ -27,6 +27,7 @@ from render_assets.domain.progress import Progress, Stage
 from render_assets.persistence import renders
 from render_assets.persistence.database import Database
 from render_assets.persistence.renders import BullClaim
+from render_assets.services.backends import QueueSettings
 from render_assets.services.progress import ProgressPublisher
 from render_assets.web.app import create_app
 from render_assets.web.settings import WebSettings
@@ -133,17 +134,14 @@ def serving(settings: WebSettings, *, log_level: str = "warning") -> Iterator[st
             raise RuntimeError("the progress server did not shut down within 15 s")
 
 
-def web_settings(database_url: str, prefix: str, **overrides: Any) -> WebSettings:
-    options: dict[str, Any] = {
-        "redis_url": REDIS_URL,
-        "queue_name": f"test-web-{uuid.uuid4().hex[:10]}",
-        "database_url": database_url,
-        "events_prefix": prefix,
-        "keepalive_s": 1.0,
-        "watch_block_ms": 200,
-        **overrides,
-    }
-    return WebSettings(**options)
+def web_settings(
+    database_url: str, prefix: str, *, redis_url: str = REDIS_URL, queue_name: str | None = None, **overrides: Any
+) -> WebSettings:
+    queue = QueueSettings(
+        redis_url=redis_url, queue_name=queue_name or f"test-web-{uuid.uuid4().hex[:10]}", events_prefix=prefix
+    )
+    options: dict[str, Any] = {"keepalive_s": 1.0, "watch_block_ms": 200, **overrides}
+    return WebSettings(queue=queue, database_url=database_url, **options)
 
 
 class Worker:

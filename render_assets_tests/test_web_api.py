@@ -18,6 +18,7 @@ from render_assets.domain.progress import Stage
 from render_assets.persistence import renders
 from render_assets.persistence.database import Database
 from render_assets.persistence.models import RenderFailure
+from render_assets.services.backends import QueueSettings
 from render_assets.web.access_log import ACCESS_LOGGER, RedactTokens, redact
 from render_assets.web.access_log import install as install_redaction
 from render_assets.web.auth import mint_token
@@ -141,7 +142,7 @@ def test_post_enqueues_as_the_web_app_does(sqlite_url: str, prefix: str) -> None
     body = reply.json()
     assert body["renderId"] == data["renderId"]
     assert body["events"] == f"/renders/{data['renderId']}/events"
-    job = bull_job(settings.queue_name, body["jobId"])
+    job = bull_job(settings.queue.queue_name, body["jobId"])
     assert job.name == "render" and job.data == data
     assert job.opts["attempts"] == 3 and job.opts["priority"] == 1  # growth
 
@@ -218,7 +219,9 @@ def test_the_bundled_example_images_are_served_for_the_demo(sqlite_url: str, pre
 def test_healthz_checks_redis_and_the_database(sqlite_url: str, prefix: str) -> None:
     with serving(make_settings(sqlite_url, prefix)) as base:
         assert httpx.get(f"{base}/healthz").json() == {"status": "ok", "redis": "ok", "database": "ok"}
-    broken = WebSettings(redis_url="redis://:hunter2@127.0.0.1:1/0", queue_name="q", database_url=sqlite_url)
+    broken = WebSettings(
+        queue=QueueSettings(redis_url="redis://:hunter2@127.0.0.1:1/0", queue_name="q"), database_url=sqlite_url
+    )
     with serving(broken) as base:
         reply = httpx.get(f"{base}/healthz")
     assert reply.status_code == 503

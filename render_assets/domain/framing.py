@@ -1,11 +1,10 @@
 """Where a delivered render's pixels come from in the customer's photo.
 
-A provider's image reaches the requested size by a centre crop to the requested aspect, then a
-resample (`providers/fitting.py`, whose `crop_size` and `center_crop` `crop_box` mirrors; a test
-holds the two equal). A provider that edits the photo frames it first in its own native size,
-cover-cropped about the centre as the local renderer does. Putting the photo, or its mask,
-through the same two crops lands each of its pixels where the generated image has the same
-place of the yard.
+A provider's image reaches the requested size by a centre crop to the requested aspect
+(`crop_box`, which `providers/fitting.py` crops with), then a resample. A provider that edits
+the photo frames it first in its own native size, cover-cropped about the centre as the local
+renderer does. Putting the photo, or its mask, through the same two crops lands each of its
+pixels where the generated image has the same place of the yard.
 
 Its own module rather than `imaging.py`, whose source is part of `cdn_image`'s code version.
 """

@@ -56,6 +56,11 @@ class MaskRefused(SourceImageRefused):
     A SourceImageRefused, so code that refuses a bad source photo refuses a bad mask alike."""
 
 
+def binarize(grey: Image.Image) -> Image.Image:
+    """An "L" image as a mask: 255 (marked) from THRESHOLD up, 0 below."""
+    return grey.point(_BINARY)
+
+
 def mask_from_shapes(shapes: Iterable[MaskShape], size: Size) -> Image.Image:
     """The union of the drawn shapes at `size` (the photo's); MaskRefused when it marks no pixel
     (shapes too small for the photo)."""

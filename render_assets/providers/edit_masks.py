@@ -12,12 +12,9 @@ import math
 
 from PIL import Image, ImageOps
 
+from render_assets.domain import masks
 from render_assets.providers.base import ErrorKind, GenerationRequest, ProviderError
 from render_assets.providers.fitting import center_crop, crop_size
-
-MARKED = 128  # mask values from here up mean "redesign": a soft edge splits in the middle
-# Binarizes an "L" image: 0 below MARKED, 255 from it.
-_BINARY = [0] * MARKED + [255] * (256 - MARKED)
 
 
 def read_mask(provider: str, request: GenerationRequest) -> Image.Image | None:
@@ -34,7 +31,7 @@ def read_mask(provider: str, request: GenerationRequest) -> Image.Image | None:
                 raise _invalid(provider, f"the mask is a {opened.format} {opened.mode} image, not a greyscale PNG")
             if opened.size != photo_size:
                 raise _invalid(provider, f"the mask is {_size(opened.size)}, the photo {_size(photo_size)}")
-            mask = opened.point(_BINARY)
+            mask = masks.binarize(opened)  # a soft edge splits in the middle
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise _invalid(provider, f"the mask does not decode ({type(error).__name__})") from None
     if mask.getbbox() is None:  # all black: an edit call would bill for an unchanged photo
@@ -42,9 +39,10 @@ def read_mask(provider: str, request: GenerationRequest) -> Image.Image | None:
     return mask
 
 
-def png(image: Image.Image) -> bytes:
+def png(mask: Image.Image) -> bytes:
+    """A mask as PNG, in its own mode (the delivery encoder would make it RGB)."""
     buffer = io.BytesIO()
-    image.save(buffer, "PNG")
+    mask.save(buffer, "PNG")
     return buffer.getvalue()
 
 

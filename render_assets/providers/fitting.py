@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFilter
 
+# The crop is the domain's rule, so a photo and its mask can be put through it too (masks).
+from render_assets.domain.framing import crop_box
+
 # Mild: restores some of the edge contrast an enlargement softens, without halos.
 SHARPEN = ImageFilter.UnsharpMask(radius=1.5, percent=45, threshold=2)
 
@@ -37,10 +40,8 @@ def nearest_aspect(width: int, height: int, ratios: Sequence[str]) -> str:
 
 def crop_size(native: tuple[int, int], width: int, height: int) -> tuple[int, int]:
     """The largest region of `native` with the aspect width:height."""
-    nw, nh = native
-    if nw * height > nh * width:  # too wide: keep the full height
-        return max(1, round(nh * width / height)), nh
-    return nw, max(1, round(nw * height / width))
+    left, top, right, bottom = crop_box(native, width, height)
+    return right - left, bottom - top
 
 
 def covers(native: tuple[int, int], width: int, height: int) -> bool:
@@ -50,11 +51,8 @@ def covers(native: tuple[int, int], width: int, height: int) -> bool:
 
 
 def center_crop(image: Image.Image, width: int, height: int) -> Image.Image:
-    cw, ch = crop_size(image.size, width, height)
-    if (cw, ch) == image.size:
-        return image
-    left, top = (image.width - cw) // 2, (image.height - ch) // 2
-    return image.crop((left, top, left + cw, top + ch))
+    box = crop_box(image.size, width, height)
+    return image if box == (0, 0, *image.size) else image.crop(box)
 
 
 def upscale_factor(size: tuple[int, int], width: int, height: int, *, max_pixels: int) -> int | None:

@@ -32,10 +32,6 @@ if TYPE_CHECKING:
 Read = Callable[[config.Variable], Any]
 
 
-def _value(variable: config.Variable) -> str | None:
-    return variable.value()
-
-
 @dataclass(frozen=True)
 class DatabaseSettings:
     """The renders table and the credit ledger (SQLAlchemy URL)."""
@@ -130,14 +126,14 @@ class BackendSettings:
         )
 
 
-def database_options(read: Read = _value) -> dict[str, Any]:
+def database_options(read: Read = config.Variable.value) -> dict[str, Any]:
     return {
         "url": read(config.DATABASE_URL) or config.database_url(),
         "initial_credits": int(config.number(config.RENDER_DEFAULT_CREDITS)),
     }
 
 
-def storage_options(read: Read = _value) -> dict[str, Any]:
+def storage_options(read: Read = config.Variable.value) -> dict[str, Any]:
     return {
         "url": read(config.RENDER_STORAGE_URL) or config.storage_url(),
         "public_base_url": read(config.CDN_BASE_URL),
@@ -149,7 +145,7 @@ def storage_options(read: Read = _value) -> dict[str, Any]:
     }
 
 
-def queue_options(read: Read = _value) -> dict[str, Any]:
+def queue_options(read: Read = config.Variable.value) -> dict[str, Any]:
     return {
         "redis_url": _required(read, config.REDIS_URL),
         "queue_name": _required(read, config.RENDER_QUEUE_NAME),

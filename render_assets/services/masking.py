@@ -9,16 +9,15 @@ pixels are put back there, so what the customer did not mark stays exactly as it
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 from PIL import Image
 
 from render_assets.adapters.remote_images import RemoteImageFetcher
 from render_assets.domain import masks, source_photos
-from render_assets.domain.framing import fit_to
 from render_assets.domain.payload import RenderJob
 from render_assets.domain.source_photos import SourcePhoto
+from render_assets.providers import edit_masks
 from render_assets.providers.base import GeneratedImage
 
 
@@ -29,9 +28,7 @@ class SiteMask:
 
     def for_providers(self, sent: SourcePhoto) -> bytes:
         """The mask as a greyscale PNG at the size of the photo the providers are sent."""
-        buffer = io.BytesIO()
-        masks.fit_mask(self.mask, (sent.width, sent.height)).save(buffer, "PNG")
-        return buffer.getvalue()
+        return edit_masks.png(masks.fit_mask(self.mask, (sent.width, sent.height)))
 
 
 @dataclass(frozen=True)
@@ -65,9 +62,7 @@ def keep_outside(generated: GeneratedImage, site: SiteMask) -> KeptOutside:
     sit a pixel or two off the photo's (sizes in steps of 16, fixed tiers); its changes are
     measured in its frame, so that offset does not count as a change, and inside the marked area,
     which it redesigns anyway, it does not show."""
-    size = generated.image.size
-    framed_photo = fit_to(site.photo, size, Image.Resampling.LANCZOS)
-    framed_mask = masks.fit_mask(site.mask, size)
     difference = masks.outside_difference(site.photo, generated.image, site.mask, through=generated.native_size)
-    image = masks.composite(framed_photo, generated.image, framed_mask)
-    return KeptOutside(image, round(difference, 2), round(masks.marked_fraction(framed_mask), 4))
+    image = masks.composite(site.photo, generated.image, site.mask)  # framed as the output: the photo's frame
+    marked = masks.marked_fraction(masks.fit_mask(site.mask, generated.image.size))
+    return KeptOutside(image, round(difference, 2), round(marked, 4))

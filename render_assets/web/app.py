@@ -328,12 +328,12 @@ def create_app(settings: WebSettings) -> Starlette:
 
 
 def _open_runtime(settings: WebSettings, storage_root: Path | None) -> Runtime:
-    keys = StreamKeys(settings.events_prefix)
+    keys = StreamKeys(settings.queue.events_prefix)
     pool = BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_WAIT_S
+        settings.queue.redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_WAIT_S
     )
     redis = Redis(connection_pool=pool)
-    watch = StreamWatch(Redis.from_url(settings.redis_url), keys, block_ms=settings.watch_block_ms)
+    watch = StreamWatch(Redis.from_url(settings.queue.redis_url), keys, block_ms=settings.watch_block_ms)
     reader = EventStreamReader(redis, keys)
     backends = settings.backends()
     database = backends.database
